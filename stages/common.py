@@ -1,0 +1,117 @@
+"""Small pieces every stage shares: params, JSONL I/O, atomic writes, and the input-error convention."""
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+
+class InputError(Exception):
+    """Bad input the user must fix. Printed as `error: FILE:LINE: FIELD: message`, exit status 2."""
+
+    def __init__(self, path, message, line=None, field=None):
+        self.path, self.line, self.field = str(path), line, field
+        where = self.path + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
+
+
+def run_main(main):
+    """Run a stage's main(); turn InputError into a one-line message and a non-zero exit."""
+    try:
+        main()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def load_params(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def as_list(value):
+    """`probe: mlp` and `probe: [ridge, mlp]` both mean a list of names (so `dvc exp run -S probe=mlp` works)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def check_names(names, registry, params_path, key):
+    """Every name selected under `key` must have an entry in `registry`."""
+    for name in names:
+        if name not in registry:
+            raise InputError(params_path, f"unknown name {name!r}; known: {', '.join(sorted(registry))}", field=key)
+
+
+def read_jsonl(path):
+    """Yield (line_number, object) for every non-blank line; malformed JSON names its line."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=number) from None
+            if not isinstance(obj, dict):
+                raise InputError(path, "each line must be a JSON object", line=number)
+            yield number, obj
+
+
+def _atomic(path, write, mode):
+    """Write to a temporary file beside `path`, then rename: a failure never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj):
+    _atomic(path, lambda f: (json.dump(clean_floats(obj), f, indent=2, allow_nan=False), f.write("\n")), "w")
+
+
+def write_jsonl(path, rows):
+    _atomic(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "w")
+
+
+def write_bytes(path, save):
+    """`save(f)` writes binary content (np.save, torch.save) through the same atomic rename."""
+    _atomic(path, save, "wb")
+
+
+def clean_floats(obj):
+    """JSON has no NaN: undefined figures (e.g. Spearman of a constant prediction) become null."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {k: clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_floats(v) for v in obj]
+    return obj
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_split(prepared_dir, split):
+    """The normalised records of one split: list of {id, title, text, labels}."""
+    return [obj for _, obj in read_jsonl(Path(prepared_dir) / f"{split}.jsonl")]
+
+
+def load_schema(prepared_dir):
+    """{"dimensions": [...], "score_range": [lo, hi]} as written by prepare."""
+    return read_json(Path(prepared_dir) / "schema.json")
+
+
+SPLITS = ("train", "val", "test")

@@ -1,0 +1,74 @@
+"""embed@<model>: encode the prepared splits with one frozen embedder; write float32 matrices and a meta file."""
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import (SPLITS, InputError, load_params, load_split, run_main, write_bytes, write_json)
+from embedders import KINDS, load_embedder, model_input, truncated_share
+
+ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize"}
+
+
+def embedder_config(params, model, params_path="params.yaml"):
+    """The registry entry for `model`, checked so a typo fails here rather than deep inside a library."""
+    registry = params.get("embedders") or {}
+    if model not in registry:
+        raise InputError(params_path, f"unknown model {model!r}; known: {', '.join(sorted(registry))}",
+                         field="models")
+    config = dict(registry[model])
+    field = f"embedders.{model}"
+    unknown = set(config) - ENTRY_KEYS
+    if unknown:
+        raise InputError(params_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(ENTRY_KEYS)}", field=field)
+    if not isinstance(config.get("source"), str) or not config["source"]:
+        raise InputError(params_path, "needs a source (hub id, local directory or package:<module>)", field=field)
+    if config.get("kind", KINDS[0]) not in KINDS:
+        raise InputError(params_path, f"kind must be one of {KINDS}", field=field)
+    return config
+
+
+def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.yaml"):
+    config = embedder_config(params, model, params_path)
+    texts = {split: [model_input(r) for r in load_split(prepared_dir, split)] for split in SPLITS}
+    embedder = load_embedder(config)
+    all_texts = [embedder.prefix + t for split in SPLITS for t in texts[split]]
+    share = truncated_share(embedder.tokenizer, all_texts, embedder.max_tokens)
+
+    start = time.perf_counter()
+    matrices = {split: embedder.encode(texts[split]) for split in SPLITS}
+    seconds = time.perf_counter() - start
+
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for split, matrix in matrices.items():
+        write_bytes(staging / f"{split}.npy", lambda f, m=matrix: np.save(f, m))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    n = len(all_texts)
+    meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "texts": n,
+            "truncated_share": round(share, 4), "seconds": round(seconds, 3),
+            "texts_per_second": round(n / seconds, 2) if seconds > 0 else None}
+    # Timing lives in a separate, git-tracked file: the matrices stay byte-identical run to run,
+    # so an unchanged embedding never re-triggers the probes downstream.
+    write_json(meta_path, meta)
+    return matrices, meta
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", required=True, help="a key of embedders in params")
+    parser.add_argument("--prepared", required=True, help="directory written by prepare")
+    parser.add_argument("--out", required=True, help="directory for {train,val,test}.npy")
+    parser.add_argument("--meta", required=True, help="JSON file for dimension, truncation and speed")
+    args = parser.parse_args()
+    _, meta = embed(args.model, args.prepared, args.out, args.meta, load_params(args.params), args.params)
+    print(f"embed {args.model}: {meta}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,106 @@
+"""Frozen text embedders, built from an entry of `embedders` in params.yaml.
+
+An entry says where the weights are (`source`) and how to encode:
+  source:     a hub id ("intfloat/e5-large-v2"), a local directory, or "package:<module>" for a pip
+              package that ships the weights (it must expose get_model_path() or a model/ folder)
+  kind:       sentence-transformers (default) or mean-pool (transformers AutoModel, masked mean of the
+              last hidden state: the frozen-LLM embedder)
+  prefix:     prepended to every text ("query: " for e5)
+  max_tokens: inputs are cut to this many tokens, keeping the head
+  batch_size, normalize
+"""
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("sentence-transformers", "mean-pool")
+
+
+def resolve_source(source):
+    """A path or hub id that from_pretrained / SentenceTransformer accept (always a str)."""
+    if source.startswith("package:"):
+        module = importlib.import_module(source.split(":", 1)[1])
+        if hasattr(module, "get_model_path"):
+            return str(module.get_model_path())
+        return str(Path(module.__file__).parent / "model")
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
+def model_input(record):
+    """The text a model sees: title and body, as the study built it."""
+    return f"{record['title']}\n\n{record['text']}" if record["title"] else record["text"]
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, source, prefix="", max_tokens=256, batch_size=32, normalize=False, device=None):
+        from sentence_transformers import SentenceTransformer
+        self.prefix, self.batch_size, self.normalize = prefix, batch_size, normalize
+        self.model = SentenceTransformer(resolve_source(source), device=device)
+        self.model.max_seq_length = max_tokens
+        self.max_tokens = max_tokens
+        self.tokenizer = self.model.tokenizer
+
+    @property
+    def dimension(self):
+        return self.model.get_embedding_dimension()
+
+    def encode(self, texts, show_progress=True):
+        texts = [self.prefix + t for t in texts]
+        return self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
+                                 normalize_embeddings=self.normalize, convert_to_numpy=True).astype(np.float32)
+
+
+class MeanPoolEmbedder:
+    """A frozen causal or masked LM: mean of the last hidden state over the real (non-padding) tokens."""
+
+    def __init__(self, source, prefix="", max_tokens=512, batch_size=8, normalize=False, device=None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        self.torch = torch
+        self.prefix, self.max_tokens, self.batch_size, self.normalize = prefix, max_tokens, batch_size, normalize
+        path = resolve_source(source)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+
+    @property
+    def dimension(self):
+        return self.model.config.hidden_size
+
+    def encode(self, texts, show_progress=True):
+        from tqdm import tqdm
+        torch = self.torch
+        batches = range(0, len(texts), self.batch_size)
+        out = []
+        with torch.inference_mode():
+            for start in tqdm(batches, desc="Batches", disable=not show_progress):
+                chunk = [self.prefix + t for t in texts[start:start + self.batch_size]]
+                enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
+                                     return_tensors="pt").to(self.device)
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out.append(pooled.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dimension), np.float32)
+
+
+def load_embedder(config):
+    """Build an embedder from one registry entry of params.yaml."""
+    config = dict(config)
+    kind = config.pop("kind", "sentence-transformers")
+    cls = {"sentence-transformers": SentenceTransformerEmbedder, "mean-pool": MeanPoolEmbedder}[kind]
+    return cls(**config)
+
+
+def truncated_share(tokenizer, texts, max_tokens):
+    """Share of texts longer than max_tokens (special tokens included), i.e. that the model sees cut."""
+    if not texts:
+        return 0.0
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+    return float(np.mean([n > max_tokens for n in lengths]))

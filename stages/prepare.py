@@ -1,0 +1,170 @@
+"""prepare: validate the raw records, normalise them to one schema, split train/val/test.
+
+Accepts two record shapes (see README "Data"):
+  study:   {"id", "title", "content", "labels": [floats], "dimension_names": [names], ...}
+  generic: {"id", "title", "text", "scores": {dimension: float}}
+and writes {"id", "title", "text", "labels"} per split, plus schema.json (dimension names, score range).
+"""
+import argparse
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from common import (SPLITS, InputError, load_params, read_jsonl, run_main, write_json, write_jsonl)
+
+
+def normalise(number, obj, path):
+    """One raw record -> (record, dimension names). Raises InputError naming the line and field."""
+    def fail(field, message):
+        raise InputError(path, message, line=number, field=field)
+
+    if "id" not in obj:
+        fail("id", "missing field")
+    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or str(obj["id"]).strip() == "":
+        fail("id", "must be a non-empty string or integer")
+    text_field = "content" if "content" in obj else "text"
+    if "labels" in obj or "dimension_names" in obj:
+        names, values = obj.get("dimension_names"), obj.get("labels")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            fail("dimension_names", "must be a non-empty list of names")
+        if not isinstance(values, list):
+            fail("labels", "missing field or not a list")
+        if len(values) != len(names):
+            fail("labels", f"has {len(values)} values for {len(names)} dimension_names")
+        label_field = "labels"
+    elif "scores" in obj:
+        if not isinstance(obj["scores"], dict) or not obj["scores"]:
+            fail("scores", "must be a non-empty object {dimension: score}")
+        names, values = list(obj["scores"]), list(obj["scores"].values())
+        label_field = "scores"
+    else:
+        fail("labels", "missing field (need labels + dimension_names, or scores)")
+    if len(set(names)) != len(names):
+        fail(label_field, "repeats a dimension name")
+    for name, value in zip(names, values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"{label_field}[{name}]", f"not a number: {value!r}")
+        if not math.isfinite(value):
+            fail(f"{label_field}[{name}]", f"not a finite number: {value!r}")
+    title = obj.get("title", "")
+    if not isinstance(title, str):
+        fail("title", "must be a string")
+    text = obj.get(text_field)
+    if not isinstance(text, str) or not text.strip():
+        fail(text_field, "missing or empty text")
+    record = {"id": str(obj["id"]), "title": title.strip(), "text": text.strip(), "labels": [float(v) for v in values]}
+    return record, names
+
+
+def load_records(path, score_range):
+    """Validate every record of a raw JSONL file; all records must share one dimension list."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "raw dataset not found (data.raw in params)")
+    records, dimensions, first_line, seen = [], None, None, {}
+    for number, obj in read_jsonl(path):
+        record, names = normalise(number, obj, path)
+        if dimensions is None:
+            dimensions, first_line = names, number
+        elif names != dimensions:
+            raise InputError(path, f"dimensions {names} differ from {dimensions} on line {first_line}",
+                             line=number, field="dimension_names" if "dimension_names" in obj else "scores")
+        if record["id"] in seen:
+            raise InputError(path, f"duplicate id {record['id']!r} (first on line {seen[record['id']]})",
+                             line=number, field="id")
+        seen[record["id"]] = number
+        if score_range is not None:
+            lo, hi = score_range
+            for name, value in zip(names, record["labels"]):
+                if not lo <= value <= hi:
+                    raise InputError(path, f"score {value} outside the range [{lo}, {hi}] (data.score_range)",
+                                     line=number, field=name)
+        records.append(record)
+    if not records:
+        raise InputError(path, "no records")
+    return records, dimensions
+
+
+def infer_range(records):
+    """With `score_range: auto`, the scale is the observed one, widened to whole numbers."""
+    values = np.array([r["labels"] for r in records])
+    return [float(math.floor(values.min())), float(math.ceil(values.max()))]
+
+
+def split_indices(mean_scores, val_fraction, test_fraction, strata, seed):
+    """Stratified split on binned mean score: each quantile bin is shuffled and cut by the fractions.
+
+    Rounding is carried from bin to bin so the split sizes match the fractions of the whole set.
+    """
+    rng = np.random.default_rng(seed)
+    order = np.argsort(mean_scores, kind="stable")
+    assignment = np.full(len(order), "train", dtype=object)
+    want_test = want_val = 0.0
+    n_test_so_far = n_val_so_far = 0
+    for bin_indices in np.array_split(order, max(1, min(strata, len(order)))):
+        shuffled = rng.permutation(bin_indices)
+        want_test += len(shuffled) * test_fraction
+        want_val += len(shuffled) * val_fraction
+        n_test = int(round(want_test)) - n_test_so_far
+        n_val = int(round(want_val)) - n_val_so_far
+        assignment[shuffled[:n_test]] = "test"
+        assignment[shuffled[n_test:n_test + n_val]] = "val"
+        n_test_so_far += n_test
+        n_val_so_far += n_val
+    return {split: np.flatnonzero(assignment == split) for split in SPLITS}
+
+
+def split_stats(records, dimensions):
+    labels = np.array([r["labels"] for r in records])
+    return {"count": len(records),
+            "mean": dict(zip(dimensions, labels.mean(axis=0).round(4).tolist())),
+            "std": dict(zip(dimensions, labels.std(axis=0).round(4).tolist()))}
+
+
+def prepare(raw, out_dir, metrics_path, params, params_path="params.yaml"):
+    data = params["data"]
+    pinned = data.get("score_range", "auto")
+    if pinned != "auto" and not (isinstance(pinned, list) and len(pinned) == 2 and pinned[0] < pinned[1]):
+        raise InputError(params_path, "must be auto or [low, high]", field="data.score_range")
+    records, dimensions = load_records(raw, None if pinned == "auto" else pinned)
+    score_range = infer_range(records) if pinned == "auto" else [float(v) for v in pinned]
+    val_fraction, test_fraction = float(data["val_fraction"]), float(data["test_fraction"])
+    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        raise InputError(params_path, "val_fraction and test_fraction must be > 0 and sum below 1", field="data")
+    means = np.array([np.mean(r["labels"]) for r in records])
+    indices = split_indices(means, val_fraction, test_fraction, int(data.get("strata", 5)), int(params["seed"]))
+    splits = {split: [records[i] for i in sorted(idx)] for split, idx in indices.items()}
+    for split, rows in splits.items():
+        if len(rows) < 2:
+            raise InputError(raw, f"only {len(rows)} records would go to {split}; need at least 2")
+
+    # Build the whole output beside the target, then swap it in: no half-written split survives a failure.
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for split, rows in splits.items():
+        write_jsonl(staging / f"{split}.jsonl", rows)
+    write_json(staging / "schema.json", {"dimensions": dimensions, "score_range": score_range})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    write_json(metrics_path, {"dimensions": len(dimensions), "score_range": score_range,
+                              **{split: split_stats(rows, dimensions) for split, rows in splits.items()}})
+    return splits, dimensions, score_range
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", required=True, help="raw JSONL dataset")
+    parser.add_argument("--out", required=True, help="directory for {train,val,test}.jsonl and schema.json")
+    parser.add_argument("--metrics", required=True, help="JSON file for split counts and score statistics")
+    args = parser.parse_args()
+    splits, dimensions, score_range = prepare(args.raw, args.out, args.metrics, load_params(args.params), args.params)
+    sizes = ", ".join(f"{s} {len(r)}" for s, r in splits.items())
+    print(f"prepare: {len(dimensions)} dimensions, range {score_range}, {sizes}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,255 @@
+"""Probes: cheap regressors from a frozen embedding to every score dimension at once.
+
+scikit-learn conventions: hyperparameters in __init__, fit(X, y, X_val, y_val) returns self, fitted
+attributes end in "_". Predictions are clipped to the score range. save(dir) writes plain files
+(probe.json + arrays / weights); load_probe(dir) rebuilds a predictor without any training code.
+"""
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import read_json, write_bytes, write_json
+
+
+class Probe:
+    kind = None
+
+    def __init__(self, score_range=(0.0, 10.0), seed=42):
+        self.score_range = tuple(score_range)
+        self.seed = seed
+
+    def get_params(self):
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def _standardise_fit(self, X):
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+
+    def _standardise(self, X):
+        return (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+
+    def predict(self, X):
+        return np.clip(self._predict_raw(X), *self.score_range)
+
+    def fit_info(self):
+        """What the metrics should record about this fit (chosen hyperparameters, stopping point)."""
+        return {}
+
+    def save(self, directory):
+        directory = Path(directory)
+        arrays = self._arrays()
+        write_bytes(directory / "arrays.npz", lambda f: np.savez(f, **arrays))
+        write_json(directory / "probe.json", {"kind": self.kind, "params": self.get_params(),
+                                              "fit": self.fit_info()})
+
+    @classmethod
+    def _restore(cls, directory, params, arrays):
+        probe = cls(**params)
+        for name in arrays.files:
+            setattr(probe, name, arrays[name])
+        return probe
+
+
+class RidgeProbe(Probe):
+    """Standardised inputs, RidgeCV over `alphas` (efficient leave-one-out on the training split)."""
+    kind = "ridge"
+
+    def __init__(self, alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), score_range=(0.0, 10.0), seed=42):
+        super().__init__(score_range, seed)
+        self.alphas = [float(a) for a in alphas]
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        from sklearn.linear_model import RidgeCV
+        self._standardise_fit(np.asarray(X, dtype=np.float64))
+        model = RidgeCV(alphas=self.alphas).fit(self._standardise(X), y)
+        self.coef_, self.intercept_ = np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
+        self.alpha_ = float(model.alpha_)
+        return self
+
+    def _predict_raw(self, X):
+        return self._standardise(X) @ self.coef_.T + self.intercept_
+
+    def fit_info(self):
+        # An alpha at the end of the grid means the best value may lie beyond it: widen `alphas`.
+        edge = "low" if self.alpha_ == min(self.alphas) else "high" if self.alpha_ == max(self.alphas) else None
+        return {"alpha": self.alpha_, "alpha_at_grid_edge": edge}
+
+    def _arrays(self):
+        return {"mean_": self.mean_, "scale_": self.scale_, "coef_": self.coef_, "intercept_": self.intercept_,
+                "alpha_": np.array(self.alpha_)}
+
+    @classmethod
+    def _restore(cls, directory, params, arrays):
+        probe = super()._restore(directory, params, arrays)
+        probe.alpha_ = float(probe.alpha_)
+        return probe
+
+
+class MLPProbe(Probe):
+    """Torch MLP (ReLU, dropout), Adam on L1 loss, early stopping on validation MAE.
+
+    The weights of the best validation epoch are kept by a deep copy: a shallow state_dict().copy()
+    would hold references to the live tensors and silently return the last epoch instead.
+    """
+    kind = "mlp"
+
+    def __init__(self, hidden=(256, 128), dropout=0.2, lr=1e-3, epochs=100, patience=10, batch_size=64,
+                 weight_decay=0.0, score_range=(0.0, 10.0), seed=42):
+        super().__init__(score_range, seed)
+        self.hidden, self.dropout, self.lr = [int(h) for h in hidden], float(dropout), float(lr)
+        self.epochs, self.patience, self.batch_size = int(epochs), int(patience), int(batch_size)
+        self.weight_decay = float(weight_decay)
+
+    def _network(self, n_in, n_out):
+        import torch.nn as nn
+        layers, width = [], n_in
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(self.dropout)]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        return nn.Sequential(*layers)
+
+    def fit(self, X, y, X_val, y_val):
+        import torch
+        torch.manual_seed(self.seed)
+        self._standardise_fit(np.asarray(X, dtype=np.float64))
+        Xt = torch.tensor(self._standardise(X), dtype=torch.float32)
+        yt = torch.tensor(np.asarray(y), dtype=torch.float32)
+        Xv = torch.tensor(self._standardise(X_val), dtype=torch.float32)
+        yv = np.asarray(y_val, dtype=np.float64)
+        self.n_in_, self.n_out_ = Xt.shape[1], yt.shape[1]
+        self.network_ = net = self._network(self.n_in_, self.n_out_)
+        optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = torch.nn.L1Loss()
+        generator = torch.Generator().manual_seed(self.seed)
+        best_mae, best_state, waited = float("inf"), None, 0
+        self.history_ = []
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            total = 0.0
+            for batch in torch.randperm(len(Xt), generator=generator).split(self.batch_size):
+                optimiser.zero_grad()
+                loss = loss_fn(net(Xt[batch]), yt[batch])
+                loss.backward()
+                optimiser.step()
+                total += loss.item() * len(batch)
+            val_mae = float(np.abs(self._forward(Xv) - yv).mean())
+            self.history_.append({"epoch": epoch, "train_mae": total / len(Xt), "val_mae": val_mae})
+            if val_mae < best_mae:
+                best_mae, best_state, waited = val_mae, copy.deepcopy(net.state_dict()), 0
+                self.best_epoch_ = epoch
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        net.load_state_dict(best_state)
+        self.best_val_mae_ = best_mae
+        return self
+
+    def _forward(self, Xt):
+        import torch
+        self.network_.eval()
+        with torch.no_grad():
+            return self.network_(Xt).numpy().astype(np.float64)
+
+    def _predict_raw(self, X):
+        import torch
+        return self._forward(torch.tensor(self._standardise(X), dtype=torch.float32))
+
+    def fit_info(self):
+        return {"best_epoch": self.best_epoch_, "epochs_run": len(self.history_),
+                "best_val_mae": self.best_val_mae_}
+
+    def save(self, directory):
+        import torch
+        super().save(directory)
+        write_bytes(Path(directory) / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
+        write_json(Path(directory) / "history.json", self.history_)
+
+    def _arrays(self):
+        return {"mean_": self.mean_, "scale_": self.scale_, "n_in_": np.array(self.n_in_),
+                "n_out_": np.array(self.n_out_)}
+
+    @classmethod
+    def _restore(cls, directory, params, arrays):
+        import torch
+        probe = super()._restore(directory, params, arrays)
+        probe.network_ = probe._network(int(probe.n_in_), int(probe.n_out_))
+        probe.network_.load_state_dict(torch.load(Path(directory) / "weights.pt", weights_only=True))
+        return probe
+
+
+class LightGBMProbe(Probe):
+    """One gradient-boosted regressor per dimension, early-stopped on the validation split."""
+    kind = "lightgbm"
+
+    def __init__(self, n_estimators=500, learning_rate=0.05, max_depth=6, num_leaves=31,
+                 early_stopping_rounds=50, n_jobs=2, score_range=(0.0, 10.0), seed=42):
+        super().__init__(score_range, seed)
+        self.n_estimators, self.learning_rate = int(n_estimators), float(learning_rate)
+        self.max_depth, self.num_leaves = int(max_depth), int(num_leaves)
+        self.early_stopping_rounds, self.n_jobs = int(early_stopping_rounds), int(n_jobs)
+
+    def fit(self, X, y, X_val, y_val):
+        import lightgbm as lgb
+        y, y_val = np.asarray(y), np.asarray(y_val)
+        self.boosters_ = []
+        for d in range(y.shape[1]):
+            model = lgb.LGBMRegressor(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                                      max_depth=self.max_depth, num_leaves=self.num_leaves,
+                                      random_state=self.seed, n_jobs=self.n_jobs, deterministic=True,
+                                      force_row_wise=True, verbose=-1)
+            model.fit(X, y[:, d], eval_X=(X_val,), eval_y=(y_val[:, d],), eval_metric="l1",
+                      callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+            self.boosters_.append(model.booster_)
+        return self
+
+    def _predict_raw(self, X):
+        X = np.asarray(X)
+        return np.column_stack([b.predict(X, num_iteration=b.best_iteration or None) for b in self.boosters_])
+
+    def fit_info(self):
+        return {"best_iterations": [int(b.best_iteration) for b in self.boosters_]}
+
+    def save(self, directory):
+        directory = Path(directory)
+        write_json(directory / "probe.json", {"kind": self.kind, "params": self.get_params(),
+                                              "fit": self.fit_info()})
+        for d, booster in enumerate(self.boosters_):
+            text = booster.model_to_string(num_iteration=booster.best_iteration or None)
+            write_bytes(directory / f"booster_{d}.txt", lambda f, t=text: f.write(t.encode()))
+
+    @classmethod
+    def load(cls, directory, params):
+        import lightgbm as lgb
+        probe = cls(**params)
+        files = sorted(Path(directory).glob("booster_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
+        probe.boosters_ = [lgb.Booster(model_file=str(f)) for f in files]
+        return probe
+
+
+PROBES = {cls.kind: cls for cls in (RidgeProbe, MLPProbe, LightGBMProbe)}
+
+
+def build_probe(name, hyperparameters, score_range, seed):
+    return PROBES[name](**hyperparameters, score_range=score_range, seed=seed)
+
+
+def load_probe(directory):
+    """Rebuild a saved probe from its directory; it predicts without refitting."""
+    info = read_json(Path(directory) / "probe.json")
+    cls = PROBES[info["kind"]]
+    if cls is LightGBMProbe:
+        return cls.load(directory, info["params"])
+    with np.load(Path(directory) / "arrays.npz") as arrays:
+        return cls._restore(directory, info["params"], arrays)
+
+
+def timed_fit(probe, X, y, X_val, y_val):
+    start = time.perf_counter()
+    probe.fit(X, y, X_val, y_val)
+    return time.perf_counter() - start

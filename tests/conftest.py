@@ -1,0 +1,89 @@
+"""Shared fixtures: small datasets in both record shapes, default params, and tiny models built on the spot."""
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ("clinic water school housing court peace farm river vaccine loan teacher council forest rights "
+         "market harbour nurse bridge harvest library wage tenant solar flood").split()
+DIMENSIONS = ["wellbeing", "cohesion", "justice"]
+
+
+def write_lines(path, rows):
+    """Write JSONL; a str row is written as it is (for malformed-input tests)."""
+    path = Path(path)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def make_records(n, shape="study", seed=0, dimensions=DIMENSIONS):
+    """Records whose scores depend on which words the text uses, so probes have something to learn."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(-1, 1, size=(len(WORDS), len(dimensions)))
+    rows = []
+    for i in range(n):
+        counts = rng.poisson(1.0, size=len(WORDS))
+        text = " ".join(w for w, c in zip(WORDS, counts) for _ in range(c)) or WORDS[i % len(WORDS)]
+        labels = np.clip(5 + counts @ weights, 0, 10).round(1).tolist()
+        if shape == "study":
+            rows.append({"id": f"r{i}", "title": f"Story {i}", "content": text, "language": "en",
+                         "labels": labels, "dimension_names": list(dimensions)})
+        else:
+            rows.append({"id": f"r{i}", "title": "", "text": text, "scores": dict(zip(dimensions, labels))})
+    return rows
+
+
+@pytest.fixture
+def default_params():
+    """The repository's params.yaml, as a fresh dict a test may change."""
+    return copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+
+
+def _tiny_vocab(directory):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "query", ":", "story", "##s"] + WORDS
+    vocab += [str(i) for i in range(100)]
+    path = Path(directory) / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n")
+    return path, len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A 2-layer BERT saved in sentence-transformers format (mean pooling), random weights."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    hf_dir = directory / "hf"
+    hf_dir.mkdir()
+    vocab_path, vocab_size = _tiny_vocab(hf_dir)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(hf_dir)
+    BertTokenizerFast(vocab_file=str(vocab_path)).save_pretrained(hf_dir)
+    body = models.Transformer(str(hf_dir), max_seq_length=64)
+    pooling = models.Pooling(body.get_embedding_dimension(), pooling_mode="mean")
+    out = directory / "st"
+    SentenceTransformer(modules=[body, pooling]).save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory):
+    """A 2-layer Qwen2 causal LM with a small word-piece tokenizer, random weights."""
+    import torch
+    from transformers import BertTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    directory = tmp_path_factory.mktemp("tiny-qwen")
+    vocab_path, vocab_size = _tiny_vocab(directory)
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=128,
+                         pad_token_id=0)
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+    BertTokenizerFast(vocab_file=str(vocab_path)).save_pretrained(directory)
+    return directory

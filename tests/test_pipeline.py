@@ -1,0 +1,83 @@
+"""End to end: the real `dvc repro` and `dvc exp run` in a throw-away copy of the repository."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, make_records, write_lines
+
+pytestmark = pytest.mark.slow
+COPIED = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
+
+
+def sh(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    work = root / "repo"
+    for name in COPIED:
+        src, dst = REPO / name, work / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    shutil.rmtree(work / "stages" / "__pycache__", ignore_errors=True)
+    (work / "data").mkdir()
+    write_lines(work / "data" / "raw.jsonl", make_records(80))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["data"]["raw"] = "data/raw.jsonl"
+    params["probes"]["mlp"].update(epochs=30, patience=5)
+    params["probes"]["lightgbm"].update(n_estimators=60, early_stopping_rounds=10)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root / "site-cache"),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    sh("git init -q && git add -A && git commit -qm init", work, env)
+    return work, env
+
+
+def read(work, path):
+    return json.loads((work / path).read_text())
+
+
+def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
+    work, env = repo
+    out = sh("dvc repro", work, env)
+    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    summary = read(work, "metrics/summary.json")
+    assert set(summary["candidates"]["all-MiniLM-L6-v2"]) == {"ridge", "mlp", "lightgbm"}
+    for probe, m in summary["candidates"]["all-MiniLM-L6-v2"].items():
+        assert 0 < m["mae"] <= m["rmse"] and -1 <= m["spearman"] <= 1
+        detail = read(work, f"metrics/probes/all-MiniLM-L6-v2/{probe}.json")
+        assert detail["mae"] == m["mae"] and detail["n_test"] == 16
+    assert read(work, "metrics/embed/all-MiniLM-L6-v2.json")["dimension"] == 384
+    assert read(work, "metrics/data.json")["test"]["count"] == 16
+    sh("git add -A && git commit -qm run", work, env)
+
+    assert "didn't change" in sh("dvc repro", work, env)   # nothing left to run
+    sh("dvc repro -f", work, env)
+    assert read(work, "metrics/summary.json") == summary
+    # Byte-identical quality metrics and outputs; only the timing files (embed, fit) may change.
+    assert sh("git status --porcelain metrics/summary.json metrics/probes metrics/data.json", work, env) == ""
+    assert "up to date" in sh("dvc status", work, env)
+
+
+def test_exp_run_probe_mlp_reuses_the_embeddings(repo):
+    work, env = repo
+    sh("git checkout -q -- . && dvc checkout -q", work, env)
+    out = sh("dvc exp run -S probe=mlp", work, env)
+    assert "Running stage 'embed@" not in out and "Running stage 'probe@all-MiniLM-L6-v2'" in out
+    summary = read(work, "metrics/summary.json")
+    assert list(summary["candidates"]["all-MiniLM-L6-v2"]) == ["mlp"]
+
+
+def test_changing_a_probe_hyperparameter_reruns_no_embed_stage(repo):
+    work, env = repo
+    out = sh("dvc exp run -S probes.ridge.alphas=[0.1,1,10]", work, env)
+    assert "Running stage 'embed@" not in out and "Running stage 'probe@all-MiniLM-L6-v2'" in out

@@ -1,0 +1,100 @@
+import json
+
+import numpy as np
+import pytest
+
+from common import InputError
+from probe import fit_probes, selected_probes
+from probes import LightGBMProbe, MLPProbe, RidgeProbe, load_probe
+
+
+def linear_data(n=300, d=20, k=3, noise=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = np.clip(5 + X @ rng.normal(size=(d, k)) * 0.5 + rng.normal(scale=noise, size=(n, k)), 0, 10)
+    return X[:200], y[:200], X[200:250], y[200:250], X[250:], y[250:]
+
+
+FAST = {"ridge": {}, "mlp": {"hidden": [32, 16], "epochs": 60, "patience": 5, "batch_size": 32},
+        "lightgbm": {"n_estimators": 60, "early_stopping_rounds": 10, "num_leaves": 7}}
+
+
+@pytest.mark.parametrize("cls", [RidgeProbe, MLPProbe, LightGBMProbe])
+def test_probe_learns_saves_and_reloads_without_refitting(tmp_path, cls):
+    X, y, Xv, yv, Xt, yt = linear_data()
+    probe = cls(**FAST[cls.kind]).fit(X, y, Xv, yv)
+    pred = probe.predict(Xt)
+    assert pred.shape == yt.shape
+    assert np.abs(pred - yt).mean() < np.abs(y.mean(axis=0) - yt).mean()   # beats the training mean
+    probe.save(tmp_path / cls.kind)
+    reloaded = load_probe(tmp_path / cls.kind)
+    assert not hasattr(reloaded, "history_")
+    np.testing.assert_allclose(reloaded.predict(Xt), pred, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [RidgeProbe, MLPProbe, LightGBMProbe])
+def test_predictions_are_clipped_to_the_score_range(cls):
+    X, y, Xv, yv, Xt, _ = linear_data()
+    probe = cls(**FAST[cls.kind], score_range=(4.0, 6.0)).fit(X, y, Xv, yv)
+    pred = probe.predict(Xt * 10)
+    assert pred.min() >= 4.0 and pred.max() <= 6.0 and (pred == 6.0).any()
+
+
+def test_ridge_reports_alpha_at_the_edge_of_the_grid():
+    X, y, Xv, yv, _, _ = linear_data(noise=0.01)
+    edge = RidgeProbe(alphas=[10, 100, 1000]).fit(X, y, Xv, yv).fit_info()
+    assert edge == {"alpha": 10.0, "alpha_at_grid_edge": "low"}
+    X, y, Xv, yv, _, _ = linear_data(noise=3.0)
+    inside = RidgeProbe(alphas=[1e-3, 1, 30, 1e3, 1e6]).fit(X, y, Xv, yv).fit_info()
+    assert inside == {"alpha": 30.0, "alpha_at_grid_edge": None}
+
+
+def test_mlp_returns_the_best_epochs_weights_not_the_last():
+    # Few training rows and many features: the MLP overfits, so validation MAE rises after its best
+    # epoch. The returned network must score exactly the best epoch's validation MAE.
+    rng = np.random.default_rng(3)
+    X, Xv = rng.normal(size=(40, 50)), rng.normal(size=(40, 50))
+    y, yv = rng.uniform(0, 10, size=(40, 2)), rng.uniform(0, 10, size=(40, 2))
+    probe = MLPProbe(hidden=[64], dropout=0.0, lr=0.01, epochs=80, patience=15, batch_size=8).fit(X, y, Xv, yv)
+    val = [h["val_mae"] for h in probe.history_]
+    assert probe.best_epoch_ < len(val), "the run should continue past its best epoch"
+    assert val[-1] > min(val) + 1e-3
+    final_mae = np.abs(probe._predict_raw(Xv) - yv).mean()
+    assert final_mae == pytest.approx(min(val), abs=1e-6)
+    assert val[probe.best_epoch_ - 1] == min(val)
+
+
+def test_mlp_is_deterministic_for_a_seed():
+    X, y, Xv, yv, Xt, _ = linear_data()
+    a = MLPProbe(**FAST["mlp"], seed=5).fit(X, y, Xv, yv).predict(Xt)
+    b = MLPProbe(**FAST["mlp"], seed=5).fit(X, y, Xv, yv).predict(Xt)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_probe_selection_accepts_a_name_or_a_list(default_params):
+    default_params["probe"] = "mlp"
+    assert [n for n, _ in selected_probes(default_params)] == ["mlp"]
+    default_params["probe"] = ["ridge", "lightgbm"]
+    assert [n for n, _ in selected_probes(default_params)] == ["ridge", "lightgbm"]
+    default_params["probe"] = ["ridge", "svm"]
+    with pytest.raises(InputError, match="params.yaml: probe: unknown name 'svm'"):
+        selected_probes(default_params)
+
+
+def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_params):
+    X, y, Xv, yv, Xt, yt = linear_data(k=2)
+    prepared, emb = tmp_path / "prepared", tmp_path / "emb"
+    prepared.mkdir(), emb.mkdir()
+    for split, (Xs, ys) in {"train": (X, y), "val": (Xv, yv), "test": (Xt, yt)}.items():
+        np.save(emb / f"{split}.npy", Xs)
+        rows = [{"id": f"{split}{i}", "title": "", "text": "t", "labels": list(v)} for i, v in enumerate(ys)]
+        (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (prepared / "schema.json").write_text(json.dumps({"dimensions": ["a", "b"], "score_range": [0, 10]}))
+    default_params["probes"] = FAST
+    report = fit_probes(prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
+    assert set(report) == {"ridge", "mlp", "lightgbm"}
+    assert json.loads((tmp_path / "fit.json").read_text())["ridge"]["alpha"] == report["ridge"]["alpha"]
+    for name in report:
+        with np.load(tmp_path / "out" / name / "test_predictions.npz") as saved:
+            assert saved["ids"].tolist() == [f"test{i}" for i in range(len(Xt))]
+            np.testing.assert_allclose(saved["scores"], load_probe(tmp_path / "out" / name).predict(Xt))
