@@ -1,0 +1,89 @@
+"""Benchmark: the committed pipeline on ELLIPSE (2,571 essays, 7 scores on 1-5) by changing params only.
+
+Runs `dvc repro` in a fresh clone of HEAD with data.raw pointing at the ELLIPSE JSONL (score_range auto),
+prints the per-candidate table beside a predictor that always outputs the training mean, and times the
+embed stage against a plain SentenceTransformer.encode of the same texts in the same run.
+
+usage: python bench/ellipse.py [--data ../shared/datasets/ellipse/data.jsonl] [--limit N]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "stages"))
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ellipse" / "data.jsonl"
+
+
+def run(cmd, cwd, env):
+    print(f"$ {cmd}", flush=True)
+    subprocess.run(cmd, cwd=cwd, env=env, shell=True, check=True)
+
+
+def plain_encode_rate(work, model):
+    """Texts/s of a bare SentenceTransformer.encode on the same inputs, settings from the same registry entry."""
+    from common import SPLITS, load_params, load_split
+    from embedders import model_input, resolve_source
+    from sentence_transformers import SentenceTransformer
+    entry = load_params(work / "params.yaml")["embedders"][model]
+    texts = [model_input(r) for s in SPLITS for r in load_split(work / "data" / "prepared", s)]
+    st = SentenceTransformer(resolve_source(entry["source"]))
+    st.max_seq_length = entry["max_tokens"]
+    start = time.perf_counter()
+    st.encode(texts, batch_size=entry.get("batch_size", 32))
+    return len(texts) / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N records (0: all)")
+    args = parser.parse_args()
+    if not args.data.is_file():
+        print(f"skipped: {args.data} not found (the benchmark needs the ELLIPSE JSONL)")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ellipse-"))
+    work = tmp / "repo"
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp / "site-cache")}
+    run(f"git clone -q {REPO} {work}", tmp, env)
+    data = args.data.resolve()
+    if args.limit:
+        data = tmp / "ellipse.jsonl"
+        data.write_text("".join(args.data.read_text().splitlines(keepends=True)[:args.limit]))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["data"].update(raw=str(data), score_range="auto")
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc repro", work, env)
+
+    from common import load_split
+    train, test = (np.array([r["labels"] for r in load_split(work / "data/prepared", s)]) for s in ("train", "test"))
+    mean_mae = float(np.abs(test - train.mean(axis=0)).mean())
+    summary = json.loads((work / "metrics/summary.json").read_text())
+    print(f"\nELLIPSE: {len(train)} train / {len(test)} test essays, {train.shape[1]} dimensions")
+    print(f"{'model':24s} {'probe':10s} {'MAE':>7s} {'RMSE':>7s} {'Spearman':>9s} {'vs mean':>8s}")
+    rows = [(m, p, v) for m, probes in summary["candidates"].items() for p, v in probes.items()]
+    for model, probe, m in sorted(rows, key=lambda r: r[2]["mae"]):
+        print(f"{model:24s} {probe:10s} {m['mae']:7.4f} {m['rmse']:7.4f} {m['spearman']:9.4f} "
+              f"{m['mae'] - mean_mae:+8.4f}")
+    print(f"{'training mean':35s} {mean_mae:7.4f}")
+    best = summary["best"]
+    print(f"best: {best['model']} / {best['probe']} MAE {best['mae']:.4f} "
+          f"({'beats' if best['mae'] < mean_mae else 'does NOT beat'} the training mean {mean_mae:.4f})")
+
+    for model in params["models"]:
+        ours = json.loads((work / "metrics/embed" / f"{model}.json").read_text())["texts_per_second"]
+        plain = plain_encode_rate(work, model)
+        print(f"embed throughput {model}: stage {ours:.2f} texts/s, plain encode {plain:.2f} texts/s, "
+              f"ratio {ours / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()
