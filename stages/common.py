@@ -55,7 +55,8 @@ def read_jsonl(path):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=number) from None
+                raise InputError(path, f"malformed JSON at column {err.colno}: {err.msg.removesuffix(' at')}",
+                                 line=number) from None
             if not isinstance(obj, dict):
                 raise InputError(path, "each line must be a JSON object", line=number)
             yield number, obj
