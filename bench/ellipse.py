@@ -28,46 +28,37 @@ def run(cmd, cwd, env):
     subprocess.run(cmd, cwd=cwd, env=env, shell=True, check=True)
 
 
-def stage_rate(work, model, env):
-    """Texts/s of the embed stage's own command, in a fresh process as DVC runs it."""
-    out = work / "bench-embed"
-    subprocess.run([sys.executable, "stages/embed.py", "--params", "params.yaml", "--model", model,
-                    "--prepared", "data/prepared", "--out", str(out), "--meta", str(out) + ".json"],
-                   cwd=work, env=env, check=True, capture_output=True)
-    return json.loads(Path(str(out) + ".json").read_text())["texts_per_second"]
+def throughput(work, model, n_texts, rounds):
+    """Texts/s of the embed stage's encoder and of a bare SentenceTransformer.encode, same texts and settings.
 
-
-def plain_rate(work, model, env):
-    """Texts/s of a bare SentenceTransformer.encode of the same texts, in a fresh process too."""
-    result = subprocess.run([sys.executable, __file__, "--plain-encode", str(work), model], env=env, check=True,
-                            capture_output=True, text=True)
-    return float(result.stdout.strip().splitlines()[-1])
-
-
-def plain_encode_rate(work, model):
-    """Texts/s of a bare SentenceTransformer.encode on the same inputs, settings from the same registry entry."""
+    Both run in this process and alternate round by round, so that both see the same machine load (a shared
+    2-core machine varies by 10-20% from minute to minute); the figures are the medians over the rounds.
+    """
     from common import SPLITS, load_params, load_split
-    from embedders import model_input, resolve_source
+    from embedders import load_embedder, model_input, resolve_source
     from sentence_transformers import SentenceTransformer
     entry = load_params(work / "params.yaml")["embedders"][model]
-    texts = [model_input(r) for s in SPLITS for r in load_split(work / "data" / "prepared", s)]
-    st = SentenceTransformer(resolve_source(entry["source"]))
-    st.max_seq_length = entry["max_tokens"]
-    start = time.perf_counter()
-    st.encode(texts, batch_size=entry.get("batch_size", 32))
-    return len(texts) / (time.perf_counter() - start)
+    texts = [model_input(r) for s in SPLITS for r in load_split(work / "data" / "prepared", s)][:n_texts]
+    stage = load_embedder(entry)
+    plain = SentenceTransformer(resolve_source(entry["source"]))
+    plain.max_seq_length = entry["max_tokens"]
+    rates = {"stage": [], "plain": []}
+    for _ in range(rounds):
+        for side, encode in (("stage", lambda: stage.encode(texts, show_progress=False)),
+                             ("plain", lambda: plain.encode(texts, batch_size=entry.get("batch_size", 32)))):
+            start = time.perf_counter()
+            encode()
+            rates[side].append(len(texts) / (time.perf_counter() - start))
+    return len(texts), {side: float(np.median(r)) for side, r in rates.items()}, rates
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N records (0: all)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating throughput measurements per side")
-    parser.add_argument("--plain-encode", nargs=2, metavar=("REPO", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating throughput measurements per side")
+    parser.add_argument("--throughput-texts", type=int, default=600, help="texts per throughput measurement")
     args = parser.parse_args()
-    if args.plain_encode:
-        print(plain_encode_rate(Path(args.plain_encode[0]), args.plain_encode[1]))
-        return
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (the benchmark needs the ELLIPSE JSONL)")
         return
@@ -99,17 +90,14 @@ def main():
     print(f"best: {best['model']} / {best['probe']} MAE {best['mae']:.4f} "
           f"({'beats' if best['mae'] < mean_mae else 'does NOT beat'} the training mean {mean_mae:.4f})")
 
-    # Throughput: the stage command and a plain encode, alternated in fresh processes so that both see the
-    # same machine load; the ratio is taken between the medians.
     for model in params["models"]:
         in_repro = json.loads((work / "metrics/embed" / f"{model}.json").read_text())["texts_per_second"]
-        ours, plain = [], []
-        for _ in range(args.rounds):
-            ours.append(stage_rate(work, model, env))
-            plain.append(plain_rate(work, model, env))
-        print(f"embed throughput {model}: stage {ours} texts/s, "
-              f"plain encode {plain} texts/s, ratio of medians {np.median(ours) / np.median(plain):.3f} "
-              f"(stage inside dvc repro: {in_repro:.2f} texts/s)")
+        n, median, rates = throughput(work, model, args.throughput_texts, args.rounds)
+        print(f"embed throughput {model}, {n} texts x {args.rounds} alternating rounds: stage encoder "
+              f"{median['stage']:.2f} texts/s, plain SentenceTransformer.encode {median['plain']:.2f} texts/s, "
+              f"ratio {median['stage'] / median['plain']:.3f}")
+        print(f"  rounds, stage: {[round(r, 1) for r in rates['stage']]}; plain: {[round(r, 1) for r in rates['plain']]}; "
+              f"embed stage inside dvc repro (all {sum(1 for _ in open(data))} texts): {in_repro:.2f} texts/s")
 
 
 if __name__ == "__main__":

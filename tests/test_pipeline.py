@@ -48,7 +48,7 @@ def read(work, path):
 def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
     work, env = repo
     out = sh("dvc repro", work, env)
-    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "evaluate"):
+    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     summary = read(work, "metrics/summary.json")
     assert set(summary["candidates"]["all-MiniLM-L6-v2"]) == {"ridge", "mlp", "lightgbm"}
@@ -58,6 +58,11 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
         assert detail["mae"] == m["mae"] and detail["n_test"] == 16
     assert read(work, "metrics/embed/all-MiniLM-L6-v2.json")["dimension"] == 384
     assert read(work, "metrics/data.json")["test"]["count"] == 16
+    best = summary["best"]
+    assert f"Best overall: **{best['model']} / {best['probe']}** (MAE {best['mae']:.3f}" in \
+        (work / "reports/comparison.md").read_text()
+    shown = sh("dvc plots show -o plots_html", work, env)
+    assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 5
     sh("git add -A && git commit -qm run", work, env)
 
     assert "didn't change" in sh("dvc repro", work, env)   # nothing left to run
