@@ -5,7 +5,6 @@ attributes end in "_". Predictions are clipped to the score range. save(dir) wri
 (probe.json + arrays / weights); load_probe(dir) rebuilds a predictor without any training code.
 """
 import copy
-import json
 import time
 from pathlib import Path
 

@@ -1,7 +1,8 @@
 """report: the comparison report (reports/comparison.md) and the plot data, from this run's own numbers.
 
-Every figure comes from files the pipeline wrote in this run: the prepared test split, each candidate's test
-predictions, the embed meta and probe fit files. Uncertainty is a seeded bootstrap over test articles.
+Every figure comes from files the pipeline wrote in this run: the candidates' metrics from evaluate (the report
+never rescores), their test predictions (for intervals and plots), the embed meta and probe fit files.
+Uncertainty is a seeded bootstrap over test articles.
 """
 import argparse
 import csv
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from common import load_params, load_schema, load_split, read_json, run_main, write_json
-from evaluate import baseline_entry, candidates, load_predictions, score
+from evaluate import baseline_entry, candidates, load_predictions
 from probes import load_probe
 
 # The reference study's reading of the gap between the best probe and the fine-tuned model.
@@ -101,7 +102,7 @@ def recommendations(results, order, dimensions, errors, truth, preds, params, em
     return lines
 
 
-def write_plots(plots_dir, results, order, dimensions, truth, preds, errors, params, probes_dir):
+def write_plots(plots_dir, results, order, dimensions, truth, preds, errors, probes_dir):
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
 
@@ -193,7 +194,8 @@ def write_pngs(plots_dir, results, order, dimensions, truth, preds, errors, prob
     plt.close("all")
 
 
-def report(prepared, embeddings_dir, probes_dir, embed_meta_dir, fit_dir, data_metrics, out, plots_dir, params):
+def report(prepared, embeddings_dir, probes_dir, metrics_dir, embed_meta_dir, fit_dir, data_metrics, out, plots_dir,
+           params):
     cfg = params.get("report") or {}
     schema = load_schema(prepared)
     dimensions = schema["dimensions"]
@@ -203,9 +205,7 @@ def report(prepared, embeddings_dir, probes_dir, embed_meta_dir, fit_dir, data_m
     baseline = baseline_entry(params)
     cands = candidates(params)
     preds = {c: load_predictions(Path(probes_dir) / c[0] / c[1] / "test_predictions.npz", ids) for c in cands}
-    results = {c: score(truth, preds[c], dimensions) for c in cands}
-    for c in cands:
-        results[c]["gap"] = results[c]["mae"] - baseline["mae"]
+    results = {c: read_json(Path(metrics_dir) / c[0] / f"{c[1]}.json") for c in cands}
     errors = {c: np.abs(preds[c] - truth).mean(axis=1) for c in cands}
     order = sorted(cands, key=lambda c: results[c]["mae"])
     best = order[0]
@@ -282,7 +282,7 @@ def report(prepared, embeddings_dir, probes_dir, embed_meta_dir, fit_dir, data_m
               "Fine-tuning time and latency: no fine-tuning stage in this pipeline yet.", ""]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("\n".join(lines), encoding="utf-8")
-    write_plots(plots_dir, results, order, dimensions, truth, preds, errors, params, probes_dir)
+    write_plots(plots_dir, results, order, dimensions, truth, preds, errors, probes_dir)
     write_pngs(plots_dir, results, order, dimensions, truth, preds, errors, probes_dir)
     return results, ci
 
@@ -292,14 +292,15 @@ def main():
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--embeddings", required=True, help="directory holding <model>/test.npy")
-    parser.add_argument("--probes", required=True)
+    parser.add_argument("--probes", required=True, help="directory holding <model>/<probe>/ from probe")
+    parser.add_argument("--metrics-dir", required=True, help="directory holding <model>/<probe>.json from evaluate")
     parser.add_argument("--embed-meta", required=True, help="directory holding <model>.json from embed")
     parser.add_argument("--fit-metrics", required=True, help="directory holding <model>.json from probe")
     parser.add_argument("--data-metrics", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--plots", required=True)
     args = parser.parse_args()
-    report(args.prepared, args.embeddings, args.probes, args.embed_meta, args.fit_metrics, args.data_metrics, args.out,
+    report(args.prepared, args.embeddings, args.probes, args.metrics_dir, args.embed_meta, args.fit_metrics, args.data_metrics, args.out,
            args.plots, load_params(args.params))
 
 

@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, make_records, write_lines
 
 pytestmark = pytest.mark.slow
-COPIED = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
+COPIED = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore", "Makefile"]
 
 
 def sh(cmd, cwd, env):
@@ -37,7 +37,7 @@ def repo(tmp_path_factory):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root / "site-cache"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    sh("git init -q && git add -A && git commit -qm init", work, env)
+    sh("git init -q -b main && git add -A && git commit -qm init", work, env)
     return work, env
 
 
@@ -86,3 +86,31 @@ def test_changing_a_probe_hyperparameter_reruns_no_embed_stage(repo):
     work, env = repo
     out = sh("dvc exp run -S probes.ridge.alphas=[0.1,1,10]", work, env)
     assert "Running stage 'embed@" not in out and "Running stage 'probe@all-MiniLM-L6-v2'" in out
+
+
+def test_review_and_plots_diff_show_a_committed_params_change(repo):
+    work, env = repo
+    sh("git checkout -q -- . && dvc repro -q && git add -A && git commit -q --allow-empty -m run", work, env)
+    sh("git checkout -q -b wider-mlp", work, env)
+    before = read(work, "metrics/summary.json")["candidates"]["all-MiniLM-L6-v2"]["mlp"]["mae"]
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["probes"]["mlp"]["hidden"] = [64]
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("dvc repro && git add -A && git commit -qm 'wider mlp'", work, env)
+    after = read(work, "metrics/summary.json")["candidates"]["all-MiniLM-L6-v2"]["mlp"]["mae"]
+    assert after != before
+
+    # The venv is the one running these tests: `-o install` skips the Makefile's own set-up.
+    review = sh("make -s -o install review BASE=main", work, env)
+    assert "probes.mlp.hidden" in review and "[64]" in review
+    mlp_row = next(line for line in review.splitlines() if "candidates.all-MiniLM-L6-v2.mlp.mae" in line)
+    assert f"{before:.4f}" in mlp_row and f"{after:.4f}" in mlp_row
+    assert "candidates.all-MiniLM-L6-v2.ridge.mae" not in review   # unchanged rows stay out
+
+    sh("dvc plots diff main -o diff_html", work, env)
+    page = (work / "diff_html" / "index.html").read_text()
+    for plot in ("per_dimension_mae", "gap_vs_baseline", "predicted_vs_actual", "abs_error", "mlp_training"):
+        assert plot in page, plot
+    static = {p.name for p in (work / "diff_html" / "static").glob("*.png")}
+    assert static == {f"{rev}_plots_png_{chart}.png" for rev in ("main", "workspace")
+                      for chart in ("per_dimension_mae", "gap", "predicted_vs_actual", "abs_error", "mlp_training")}

@@ -27,9 +27,25 @@ def test_verdict_follows_the_study_thresholds(gap, expected):
     assert verdict(gap) == GAP_VERDICTS[expected][1]
 
 
-def test_report_from_a_small_run(tmp_path, default_params):
+def markdown_table(text, heading):
+    """The first Markdown table after a heading, as a list of {column: cell} with bold marks removed."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("*") for cell in line.strip("|").split("|")])
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, row)) for row in body]
+
+
+@pytest.fixture
+def small_run(tmp_path, default_params):
+    """prepare-like split files, embeddings, the three probes fitted, and evaluate's metrics."""
     from test_probes import linear_data
     from probe import fit_probes
+    from evaluate import evaluate
     X, y, Xv, yv, Xt, yt = linear_data(k=2)
     prepared, emb = tmp_path / "prepared", tmp_path / "emb" / "m"
     prepared.mkdir(), emb.mkdir(parents=True)
@@ -48,17 +64,48 @@ def test_report_from_a_small_run(tmp_path, default_params):
                                                 "lightgbm": {"n_estimators": 30}})
     default_params["report"] = {"bootstrap_resamples": 200}
     fit_probes(prepared, emb, tmp_path / "probes" / "m", tmp_path / "fit" / "m.json", default_params)
-    results, ci = report(prepared, tmp_path / "emb", tmp_path / "probes", tmp_path / "meta", tmp_path / "fit",
-                         tmp_path / "data.json", tmp_path / "comparison.md", tmp_path / "plots", default_params)
-    text = (tmp_path / "comparison.md").read_text()
-    order = sorted(results, key=lambda c: results[c]["mae"])
-    best = order[0]
-    assert f"| **m** | **{best[1]}** | **{results[best]['mae']:.3f}** |" in text
-    positions = [text.index(f"| m | {c[1]} | {results[c]['mae']:.3f} |") for c in order[1:]]
-    assert positions == sorted(positions) and text.index(f"**{best[1]}**") < positions[0]
-    assert "a declared reference value" in text and "## Efficiency (measured in this run)" in text
-    assert "Best linear probe: m / ridge" in text
+    evaluate(prepared, tmp_path / "probes", tmp_path / "metrics", tmp_path / "summary.json", default_params)
+    report(prepared, tmp_path / "emb", tmp_path / "probes", tmp_path / "metrics", tmp_path / "meta",
+           tmp_path / "fit", tmp_path / "data.json", tmp_path / "comparison.md", tmp_path / "plots", default_params)
+    return tmp_path, len(yt)
+
+
+def test_report_numbers_equal_the_metrics_files(small_run):
+    root, _ = small_run
+    text = (root / "comparison.md").read_text()
+    summary = json.loads((root / "summary.json").read_text())
+    rows = markdown_table(text, "## Summary")
+    assert [(r["model"], r["probe"]) for r in rows] == sorted(
+        (("m", p) for p in summary["candidates"]["m"]), key=lambda c: summary["candidates"]["m"][c[1]]["mae"])
+    baseline = summary["baseline"]["mae"]
+    for row in rows:
+        m = json.loads((root / "metrics" / "m" / f"{row['probe']}.json").read_text())
+        assert float(row["MAE"]) == pytest.approx(m["mae"], abs=5e-4)
+        assert float(row["RMSE"]) == pytest.approx(m["rmse"], abs=5e-4)
+        assert float(row["Spearman"]) == pytest.approx(m["spearman"], abs=5e-4)
+        assert float(row["gap"]) == pytest.approx(m["mae"] - baseline, abs=5e-4)
+        assert float(row["gap %"].rstrip("%")) == pytest.approx(100 * (m["mae"] - baseline) / baseline, abs=0.05)
+        low, high = map(float, row["MAE 95% CI"].strip("[]").split(","))
+        assert low <= m["mae"] <= high
+        for dim_row in markdown_table(text, f"### m / {row['probe']}"):
+            per = m["per_dimension"][dim_row["dimension"]]
+            assert float(dim_row["MAE"]) == pytest.approx(per["mae"], abs=5e-4)
+            assert float(dim_row["Spearman"]) == pytest.approx(per["spearman"], abs=5e-4)
+    best = summary["best"]
+    assert f"| **m** | **{best['probe']}** | **{best['mae']:.3f}** |" in text
+    assert f"Best overall: **m / {best['probe']}** (MAE {best['mae']:.3f}, gap {best['gap']:+.3f})" in text
+    assert "a declared reference value" in text and "Best linear probe: m / ridge" in text
+    efficiency = markdown_table(text, "## Efficiency")
+    assert {r["probe"] for r in efficiency} == {"ridge", "mlp", "lightgbm"}
+    assert all(r["embedding / 1,000 articles"] == "10.0 s" for r in efficiency)   # 3.0 s for 300 texts
+
+
+def test_report_writes_every_plot(small_run):
+    root, n_test = small_run
     for name in ("per_dimension_mae.csv", "gap.csv", "predicted_vs_actual.csv", "abs_error.csv",
-                 "mlp_training.csv", "png/per_dimension_mae.png", "png/mlp_training.png"):
-        assert (tmp_path / "plots" / name).stat().st_size > 0, name
-    assert len((tmp_path / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + 3 * len(yt)
+                 "mlp_training.csv", "png/per_dimension_mae.png", "png/gap.png", "png/predicted_vs_actual.png",
+                 "png/abs_error.png", "png/mlp_training.png"):
+        assert (root / "plots" / name).stat().st_size > 0, name
+    assert (root / "plots" / "png" / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + 3 * n_test
+    assert len((root / "plots" / "predicted_vs_actual.csv").read_text().splitlines()) == 1 + 2 * n_test
