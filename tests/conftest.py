@@ -1,6 +1,9 @@
 """Shared fixtures: small datasets in both record shapes, default params, and tiny models built on the spot."""
 import copy
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,47 @@ REPO = Path(__file__).resolve().parents[1]
 WORDS = ("clinic water school housing court peace farm river vaccine loan teacher council forest rights "
          "market harbour nurse bridge harvest library wage tenant solar flood").split()
 DIMENSIONS = ["wellbeing", "cohesion", "justice"]
+# What a throw-away copy of the repository needs to run the pipeline.
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore", "Makefile"]
+
+
+def sh(cmd, cwd, env, check=True):
+    """Run a shell command; with check, fail the test with its output when it exits non-zero."""
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    if check:
+        assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+    return result
+
+
+def isolated_env(root):
+    """Environment for DVC and git in a temp tree: HOME (hence the default remote `~/...`) lies under root."""
+    home = Path(root) / "home"
+    home.mkdir(exist_ok=True)
+    return {**os.environ, "HOME": str(home), "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(Path(root) / "site"),
+            "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global"), "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system"),
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def make_project(work, env, records=80):
+    """A git repository holding the pipeline, fast probe settings and `records` generated articles."""
+    import yaml
+    work = Path(work)
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, work / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    shutil.rmtree(work / "stages" / "__pycache__", ignore_errors=True)
+    (work / "data").mkdir()
+    write_lines(work / "data" / "raw.jsonl", make_records(records))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["data"]["raw"] = "data/raw.jsonl"
+    params["probes"]["mlp"].update(epochs=30, patience=5)
+    params["probes"]["lightgbm"].update(n_estimators=60, early_stopping_rounds=10)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git init -q -b main && git add -A && git commit -qm init", work, env)
+    return work
 
 
 def write_lines(path, rows):
@@ -35,6 +79,12 @@ def make_records(n, shape="study", seed=0, dimensions=DIMENSIONS):
         else:
             rows.append({"id": f"r{i}", "title": "", "text": text, "scores": dict(zip(dimensions, labels))})
     return rows
+
+
+@pytest.fixture
+def shared_datasets():
+    """The public datasets beside the repository (../shared/datasets, or $SHARED_DATASETS); users lack them."""
+    return Path(os.environ.get("SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
 @pytest.fixture

@@ -1,44 +1,19 @@
 """End to end: the real `dvc repro` and `dvc exp run` in a throw-away copy of the repository."""
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from conftest import REPO, make_records, write_lines
+from conftest import isolated_env, make_project, sh
 
 pytestmark = pytest.mark.slow
-COPIED = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore", "Makefile"]
-
-
-def sh(cmd, cwd, env):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
-    assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    work = root / "repo"
-    for name in COPIED:
-        src, dst = REPO / name, work / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
-    shutil.rmtree(work / "stages" / "__pycache__", ignore_errors=True)
-    (work / "data").mkdir()
-    write_lines(work / "data" / "raw.jsonl", make_records(80))
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["data"]["raw"] = "data/raw.jsonl"
-    params["probes"]["mlp"].update(epochs=30, patience=5)
-    params["probes"]["lightgbm"].update(n_estimators=60, early_stopping_rounds=10)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root / "site-cache"),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    sh("git init -q -b main && git add -A && git commit -qm init", work, env)
-    return work, env
+    env = isolated_env(root)
+    return make_project(root / "repo", env), env
 
 
 def read(work, path):
