@@ -86,7 +86,8 @@ def scaled_artifacts(work, n_articles, dimension, params):
         labels = np.array([r["labels"] for r in load_split(prepared, split)])
         features = (labels - 5) / 3 @ mixing + rng.normal(scale=1.0, size=(len(labels), dimension))
         np.save(emb / f"{split}.npy", features.astype(np.float32))
-    fit = fit_probes(prepared, emb, work / "models" / "probes" / model, work / "metrics" / "fit" / f"{model}.json",
+    params = {**params, "embedders": {model: {"source": "none: synthetic features"}}}
+    fit = fit_probes(model, prepared, emb, work / "models" / "probes" / model, work / "metrics" / "fit" / f"{model}.json",
                      params)
     # The report and plots do not grow with the dataset beyond the per-article plot rows: left out here.
     (work / "reports").mkdir()

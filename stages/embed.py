@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from common import (SPLITS, InputError, load_params, load_split, run_main, write_bytes, write_json)
-from embedders import KINDS, load_embedder, model_input, truncated_share
+from embedders import DTYPES, KINDS, load_embedder, model_input, token_counts
 
-ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize"}
+ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize", "dtype", "device"}
 
 
 def embedder_config(params, model, params_path="params.yaml"):
@@ -27,6 +27,8 @@ def embedder_config(params, model, params_path="params.yaml"):
         raise InputError(params_path, "needs a source (hub id, local directory or package:<module>)", field=field)
     if config.get("kind", KINDS[0]) not in KINDS:
         raise InputError(params_path, f"kind must be one of {KINDS}", field=field)
+    if config.get("dtype", "auto") not in DTYPES:
+        raise InputError(params_path, f"dtype must be one of {DTYPES}, not {config['dtype']!r}", field=f"{field}.dtype")
     return config
 
 
@@ -35,7 +37,7 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     texts = {split: [model_input(r) for r in load_split(prepared_dir, split)] for split in SPLITS}
     embedder = load_embedder(config)
     all_texts = [embedder.prefix + t for split in SPLITS for t in texts[split]]
-    share = truncated_share(embedder.tokenizer, all_texts, embedder.max_tokens)
+    share, tokens = token_counts(embedder.tokenizer, all_texts, embedder.max_tokens)
 
     # One encode call over every split: batches of similar length form across the whole set, as in a
     # plain SentenceTransformer.encode; the matrix is cut back into splits afterwards.
@@ -53,11 +55,12 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     n = len(all_texts)
-    meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "texts": n,
-            "truncated_share": round(share, 4), "seconds": round(seconds, 3),
-            "texts_per_second": round(n / seconds, 2) if seconds > 0 else None}
-    # Timing lives in a separate, git-tracked file: the matrices stay byte-identical run to run,
-    # so an unchanged embedding never re-triggers the probes downstream.
+    meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "device": embedder.device,
+            "dtype": embedder.dtype, "texts": n, "tokens": tokens, "truncated_share": round(share, 4),
+            "seconds": round(seconds, 3), "texts_per_second": round(n / seconds, 2) if seconds > 0 else None,
+            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None}
+    # Timing lives in a separate file: the matrices stay byte-identical run to run, so an unchanged
+    # embedding never re-triggers the probes downstream.
     write_json(meta_path, meta)
     return matrices, meta
 

@@ -7,14 +7,51 @@ An entry says where the weights are (`source`) and how to encode:
               last hidden state: the frozen-LLM embedder)
   prefix:     prepended to every text ("query: " for e5)
   max_tokens: inputs are cut to this many tokens, keeping the head
+  dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto picks
+              bfloat16 where the hardware computes it natively (CUDA with bf16 support, x86 CPUs with
+              AVX512-BF16 or AMX), float32 otherwise. Embeddings are always returned as float32.
+  device:     auto (default: CUDA when present) | cpu | cuda | cuda:N
   batch_size, normalize
 """
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
 
 KINDS = ("sentence-transformers", "mean-pool")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16); elsewhere bf16 is emulated
+    and slower than float32."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
+
+
+def choose_device(device="auto"):
+    import torch
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def choose_dtype(dtype, device):
+    """The dtype name a model runs in on `device`: `auto` resolves to bfloat16 where it is native, else float32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    import torch
+    if device.startswith("cuda"):
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        native = cpu_has_native_bf16()
+    return "bfloat16" if native else "float32"
 
 
 def resolve_source(source):
@@ -28,16 +65,26 @@ def resolve_source(source):
     return str(path.resolve()) if path.exists() else source
 
 
+def unit_rows(matrix):
+    """Rows scaled to unit length, in float32 whatever precision the model ran in."""
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
 def model_input(record):
     """The text a model sees: title and body, as the study built it."""
     return f"{record['title']}\n\n{record['text']}" if record["title"] else record["text"]
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, source, prefix="", max_tokens=256, batch_size=32, normalize=False, device=None):
+    def __init__(self, source, prefix="", max_tokens=256, batch_size=32, normalize=False, dtype="auto",
+                 device="auto"):
+        import torch
         from sentence_transformers import SentenceTransformer
         self.prefix, self.batch_size, self.normalize = prefix, batch_size, normalize
-        self.model = SentenceTransformer(resolve_source(source), device=device)
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(dtype, self.device)
+        self.model = SentenceTransformer(resolve_source(source), device=self.device,
+                                         model_kwargs={"dtype": getattr(torch, self.dtype)})
         self.model.max_seq_length = max_tokens
         self.max_tokens = max_tokens
         self.tokenizer = self.model.tokenizer
@@ -48,24 +95,27 @@ class SentenceTransformerEmbedder:
 
     def encode(self, texts, show_progress=True):
         texts = [self.prefix + t for t in texts]
-        return self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
-                                 normalize_embeddings=self.normalize, convert_to_numpy=True).astype(np.float32)
+        emb = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
+                                convert_to_numpy=True).astype(np.float32)
+        return unit_rows(emb) if self.normalize else emb
 
 
 class MeanPoolEmbedder:
     """A frozen causal or masked LM: mean of the last hidden state over the real (non-padding) tokens."""
 
-    def __init__(self, source, prefix="", max_tokens=512, batch_size=8, normalize=False, device=None):
+    def __init__(self, source, prefix="", max_tokens=512, batch_size=8, normalize=False, dtype="auto",
+                 device="auto"):
         import torch
         from transformers import AutoModel, AutoTokenizer
         self.torch = torch
         self.prefix, self.max_tokens, self.batch_size, self.normalize = prefix, max_tokens, batch_size, normalize
         path = resolve_source(source)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.model = AutoModel.from_pretrained(path, dtype=getattr(torch, self.dtype)).to(self.device).eval()
 
     @property
     def dimension(self):
@@ -84,10 +134,9 @@ class MeanPoolEmbedder:
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-                if self.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out.append(pooled.float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dimension), np.float32)
+        emb = np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dimension), np.float32)
+        return unit_rows(emb) if self.normalize else emb
 
 
 def load_embedder(config):
@@ -98,9 +147,10 @@ def load_embedder(config):
     return cls(**config)
 
 
-def truncated_share(tokenizer, texts, max_tokens):
-    """Share of texts longer than max_tokens (special tokens included), i.e. that the model sees cut."""
+def token_counts(tokenizer, texts, max_tokens):
+    """(share of texts longer than max_tokens, tokens the model actually sees), special tokens included."""
     if not texts:
-        return 0.0
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
-    return float(np.mean([n > max_tokens for n in lengths]))
+        return 0.0, 0
+    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False,
+                                                      verbose=False)["input_ids"]])
+    return float(np.mean(lengths > max_tokens)), int(np.minimum(lengths, max_tokens).sum())

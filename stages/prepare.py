@@ -15,8 +15,8 @@ import numpy as np
 from common import (SPLITS, InputError, load_params, read_jsonl, run_main, write_json, write_jsonl)
 
 
-def normalise(number, obj, path):
-    """One raw record -> (record, dimension names). Raises InputError naming the line and field."""
+def article_fields(number, obj, path):
+    """id, title and text of one raw record (either shape), validated; labels are not looked at."""
     def fail(field, message):
         raise InputError(path, message, line=number, field=field)
 
@@ -24,7 +24,22 @@ def normalise(number, obj, path):
         fail("id", "missing field")
     if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or str(obj["id"]).strip() == "":
         fail("id", "must be a non-empty string or integer")
+    title = obj.get("title", "")
+    if not isinstance(title, str):
+        fail("title", "must be a string")
     text_field = "content" if "content" in obj else "text"
+    text = obj.get(text_field)
+    if not isinstance(text, str) or not text.strip():
+        fail(text_field, "missing or empty text")
+    return {"id": str(obj["id"]), "title": title.strip(), "text": text.strip()}
+
+
+def normalise(number, obj, path):
+    """One raw record -> (record, dimension names). Raises InputError naming the line and field."""
+    def fail(field, message):
+        raise InputError(path, message, line=number, field=field)
+
+    article = article_fields(number, obj, path)
     if "labels" in obj or "dimension_names" in obj:
         names, values = obj.get("dimension_names"), obj.get("labels")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
@@ -48,14 +63,7 @@ def normalise(number, obj, path):
             fail(f"{label_field}[{name}]", f"not a number: {value!r}")
         if not math.isfinite(value):
             fail(f"{label_field}[{name}]", f"not a finite number: {value!r}")
-    title = obj.get("title", "")
-    if not isinstance(title, str):
-        fail("title", "must be a string")
-    text = obj.get(text_field)
-    if not isinstance(text, str) or not text.strip():
-        fail(text_field, "missing or empty text")
-    record = {"id": str(obj["id"]), "title": title.strip(), "text": text.strip(), "labels": [float(v) for v in values]}
-    return record, names
+    return {**article, "labels": [float(v) for v in values]}, names
 
 
 def load_records(path, score_range):

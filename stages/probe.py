@@ -1,4 +1,8 @@
-"""probe@<model>: fit the probes selected by `probe` on one model's embeddings; save each probe and its test predictions."""
+"""probe@<model>: fit the probes selected by `probe` on one model's embeddings; save each probe and its test predictions.
+
+The output folder also holds scoring.json (the embedder's registry entry, dimension names, score range), so
+that stages/score.py can score new articles from this folder alone.
+"""
 import argparse
 import shutil
 from pathlib import Path
@@ -24,8 +28,11 @@ def save_predictions(path, ids, scores):
     write_bytes(path, lambda f: np.savez(f, ids=np.array(ids), scores=scores.astype(np.float64)))
 
 
-def fit_probes(prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):
+def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):
     chosen = selected_probes(params, params_path)
+    embedder = (params.get("embedders") or {}).get(model)
+    if not embedder:
+        raise InputError(params_path, f"no registry entry for model {model!r}", field=f"embedders.{model}")
     schema = load_schema(prepared_dir)
     splits = {s: load_split(prepared_dir, s) for s in ("train", "val", "test")}
     X = {s: np.load(Path(embeddings_dir) / f"{s}.npy") for s in splits}
@@ -50,6 +57,8 @@ def fit_probes(prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, 
                          probe.predict(X["test"]))
         fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info()}
         print(f"probe {name}: {fit_report[name]}")
+    write_json(staging / "scoring.json", {"model": model, "embedder": embedder, "dimensions": schema["dimensions"],
+                                          "score_range": schema["score_range"]})
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     write_json(fit_metrics_path, fit_report)
@@ -59,12 +68,14 @@ def fit_probes(prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", required=True, help="a key of embedders in params (recorded for scoring)")
     parser.add_argument("--prepared", required=True, help="directory written by prepare")
     parser.add_argument("--embeddings", required=True, help="directory written by embed@<model>")
     parser.add_argument("--out", required=True, help="directory for one sub-directory per probe")
     parser.add_argument("--fit-metrics", required=True, help="JSON file for chosen hyperparameters and fit times")
     args = parser.parse_args()
-    fit_probes(args.prepared, args.embeddings, args.out, args.fit_metrics, load_params(args.params), args.params)
+    fit_probes(args.model, args.prepared, args.embeddings, args.out, args.fit_metrics, load_params(args.params),
+               args.params)
 
 
 if __name__ == "__main__":

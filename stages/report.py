@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from common import load_params, load_schema, load_split, read_json, run_main, write_json
+from embedders import load_embedder, model_input
 from evaluate import baseline_entry, candidates, load_predictions
 from probes import load_probe
+from score import Scorer, latency
 
+LATENCY_ARTICLES = 32
 # The reference study's reading of the gap between the best probe and the fine-tuned model.
 GAP_VERDICTS = ((0.1, "embeddings nearly match fine-tuning"),
                 (0.2, "embeddings give a partial improvement; fine-tuning keeps an edge"),
@@ -211,7 +214,7 @@ def report(prepared, embeddings_dir, probes_dir, metrics_dir, embed_meta_dir, fi
     best = order[0]
     ci = bootstrap(errors, cands, best, baseline["mae"], int(cfg.get("bootstrap_resamples", 1000)),
                    int(params["seed"]))
-    embed_meta = {m: read_json(Path(embed_meta_dir) / f"{m}.json") for m in {c[0] for c in cands}}
+    embed_meta = {m: read_json(Path(embed_meta_dir) / f"{m}.json") for m in dict.fromkeys(c[0] for c in cands)}
     fits = {m: read_json(Path(fit_dir) / f"{m}.json") for m in embed_meta}
     splits = read_json(data_metrics)
     params = {**params, "_range": schema["score_range"]}
@@ -226,6 +229,10 @@ def report(prepared, embeddings_dir, probes_dir, metrics_dir, embed_meta_dir, fi
         f"- Splits: train {splits['train']['count']}, validation {splits['val']['count']}, "
         f"test {splits['test']['count']} (seed {params['seed']})",
         f"- Baseline MAE {baseline['mae']:.3f}: {provenance}.",
+        "- Embedders: " + "; ".join(
+            f"{m} ({meta['dimension']}-d, {meta.get('dtype', '?')} on {meta.get('device', '?')}, "
+            f"{meta['max_tokens']} tokens, {meta['truncated_share']:.0%} of texts truncated)"
+            for m, meta in embed_meta.items()),
         f"- Intervals: 95% bootstrap over test articles ({int(cfg.get('bootstrap_resamples', 1000))} resamples, "
         f"seed {params['seed']}); differences to the best candidate are paired.",
         "",
@@ -266,19 +273,26 @@ def report(prepared, embeddings_dir, probes_dir, metrics_dir, embed_meta_dir, fi
                   [[d, f"{per[d]['mae']:.3f}", f"{per[d]['rmse']:.3f}", f"{per[d]['spearman']:.3f}"]
                    for d in dimensions]), ""]
 
-    lines += ["## Efficiency (measured in this run)", ""]
+    lines += ["## Efficiency (measured in this run)", "",
+              "Embedding time is the embed stage's; scoring latency is `stages/score.py`'s path (embedder + probe) "
+              f"on {min(len(test), LATENCY_ARTICLES)} test articles, one at a time and in one batch.", ""]
     eff = []
-    for c in order:
-        model, probe = c
+    texts = [model_input(r) for r in test[:LATENCY_ARTICLES]]
+    for model in dict.fromkeys(c[0] for c in order):
         meta = embed_meta[model]
         X = np.load(Path(embeddings_dir) / model / "test.npy")
-        single, batched = probe_latency(Path(probes_dir) / model / probe, X)
-        embed_per_article = meta["seconds"] / meta["texts"]
-        eff.append([model, probe, f"{1000 * embed_per_article:.1f} s", f"{fits[model][probe]['fit_seconds']:.2f} s",
-                    f"{1000 * single:.3f} ms", f"{1000 * batched:.4f} ms",
-                    f"{1000 * (embed_per_article + batched):.1f} ms"])
-    lines += [table(["model", "probe", "embedding / 1,000 articles", "probe training", "probe latency (1 article)",
-                     "probe latency (batched, per article)", "embedder + probe (batched, per article)"], eff), "",
+        embedder = load_embedder(read_json(Path(probes_dir) / model / "scoring.json")["embedder"])
+        for probe in [c[1] for c in order if c[0] == model]:
+            single, batched = probe_latency(Path(probes_dir) / model / probe, X)
+            scoring = latency(Scorer(Path(probes_dir) / model / probe, embedder=embedder), texts)
+            eff.append([model, probe, f"{meta.get('dtype', '?')} on {meta.get('device', '?')}",
+                        f"{1000 * meta['seconds'] / meta['texts']:.1f} s", f"{meta.get('tokens_per_second', 0):,.0f}",
+                        f"{fits[model][probe]['fit_seconds']:.2f} s", f"{1000 * single:.3f} ms",
+                        f"{1000 * batched:.4f} ms", f"{1000 * scoring['single']:.1f} ms",
+                        f"{1000 * scoring['batched']:.1f} ms"])
+    lines += [table(["model", "probe", "embedder precision", "embedding / 1,000 articles", "tokens / s",
+                     "probe training", "probe alone, 1 article", "probe alone, batched (per article)",
+                     "scoring, 1 article", "scoring, batched (per article)"], eff), "",
               "Fine-tuning time and latency: no fine-tuning stage in this pipeline yet.", ""]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("\n".join(lines), encoding="utf-8")

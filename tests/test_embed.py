@@ -9,7 +9,8 @@ import pytest
 from common import InputError
 from conftest import REPO, make_records, write_lines
 from embed import embed, embedder_config
-from embedders import load_embedder, resolve_source, truncated_share
+import embedders
+from embedders import choose_dtype, cpu_has_native_bf16, load_embedder, resolve_source, token_counts
 from prepare import prepare
 
 
@@ -35,6 +36,8 @@ def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params
     written = json.loads((tmp_path / "meta.json").read_text())
     assert written["dimension"] == 32 and written["max_tokens"] == 16 and written["texts"] == 40
     assert 0 < written["truncated_share"] <= 1 and written["texts_per_second"] > 0
+    assert written["device"] == "cpu" and written["dtype"] in ("float32", "bfloat16")
+    assert 40 <= written["tokens"] <= 40 * 16 and written["tokens_per_second"] > 0
 
 
 def test_prefix_changes_the_embedding(tiny_bert_dir):
@@ -52,17 +55,44 @@ def test_normalize_gives_unit_vectors(tiny_bert_dir):
     assert np.linalg.norm(emb, axis=1) == pytest.approx([1.0], abs=1e-5)
 
 
-def test_truncated_share_counts_texts_over_the_limit(tiny_bert_dir):
+def test_token_counts_cap_each_text_at_the_limit(tiny_bert_dir):
     tokenizer = load_embedder({"source": str(tiny_bert_dir)}).tokenizer
     short, long = "clinic water", " ".join(["clinic"] * 50)
-    assert truncated_share(tokenizer, [short, long, long, short], max_tokens=10) == 0.5
+    # [CLS] clinic water [SEP] = 4 tokens; the long texts are cut to 10.
+    assert token_counts(tokenizer, [short, long, long, short], max_tokens=10) == (0.5, 4 + 10 + 10 + 4)
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+    with_bf16 = tmp_path / "cpuinfo-bf16"
+    with_bf16.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "cpuinfo"
+    without.write_text("flags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_has_native_bf16(with_bf16) and not cpu_has_native_bf16(without)
+    assert not cpu_has_native_bf16(tmp_path / "absent")
+    monkeypatch.setattr(embedders, "cpu_has_native_bf16", lambda: True)
+    assert choose_dtype("auto", "cpu") == "bfloat16" and choose_dtype("float32", "cpu") == "float32"
+    monkeypatch.setattr(embedders, "cpu_has_native_bf16", lambda: False)
+    assert choose_dtype("auto", "cpu") == "float32" and choose_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        choose_dtype("int8", "cpu")
+
+
+def test_bfloat16_embeddings_are_float32_and_close_to_float32_ones(tiny_bert_dir):
+    texts = ["clinic water school housing", "peace farm river vaccine loan", "court"]
+    full = load_embedder({"source": str(tiny_bert_dir), "dtype": "float32"})
+    half = load_embedder({"source": str(tiny_bert_dir), "dtype": "bfloat16"})
+    assert (full.dtype, half.dtype) == ("float32", "bfloat16")
+    a, b = full.encode(texts, show_progress=False), half.encode(texts, show_progress=False)
+    assert b.dtype == np.float32 and not np.array_equal(a, b)
+    cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99
 
 
 def test_mean_pool_embedder_averages_only_real_tokens(tiny_qwen_dir):
     import torch
     from transformers import AutoModel, AutoTokenizer
     embedder = load_embedder({"source": str(tiny_qwen_dir), "kind": "mean-pool", "max_tokens": 32,
-                              "batch_size": 2})
+                              "batch_size": 2, "dtype": "float32"})
     texts = ["clinic", "clinic water school housing court peace"]
     batched = embedder.encode(texts, show_progress=False)
     assert batched.dtype == np.float32 and batched.shape == (2, 32)
@@ -85,6 +115,9 @@ def test_unknown_model_or_bad_entry_is_an_input_error(default_params):
     default_params["embedders"]["x"] = {"source": "a/b", "pooling": "cls"}
     with pytest.raises(InputError, match="embedders.x: unknown keys"):
         embedder_config(default_params, "x")
+    default_params["embedders"]["y"] = {"source": "a/b", "dtype": "half"}
+    with pytest.raises(InputError, match="embedders.y.dtype: dtype must be one of"):
+        embedder_config(default_params, "y")
 
 
 def test_unknown_model_exits_non_zero_and_writes_nothing(tmp_path, prepared):

@@ -91,8 +91,11 @@ def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_pa
         (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (prepared / "schema.json").write_text(json.dumps({"dimensions": ["a", "b"], "score_range": [0, 10]}))
     default_params["probes"] = FAST
-    report = fit_probes(prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
+    report = fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
     assert set(report) == {"ridge", "mlp", "lightgbm"}
+    scoring = json.loads((tmp_path / "out" / "scoring.json").read_text())
+    assert scoring == {"model": "all-MiniLM-L6-v2", "embedder": default_params["embedders"]["all-MiniLM-L6-v2"],
+                       "dimensions": ["a", "b"], "score_range": [0, 10]}
     assert json.loads((tmp_path / "fit.json").read_text())["ridge"]["alpha"] == report["ridge"]["alpha"]
     for name in report:
         with np.load(tmp_path / "out" / name / "test_predictions.npz") as saved:

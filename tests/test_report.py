@@ -40,34 +40,28 @@ def markdown_table(text, heading):
     return [dict(zip(header, row)) for row in body]
 
 
-@pytest.fixture
-def small_run(tmp_path, default_params):
-    """prepare-like split files, embeddings, the three probes fitted, and evaluate's metrics."""
-    from test_probes import linear_data
-    from probe import fit_probes
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, tiny_bert_dir):
+    """The stages' functions in order on 120 generated articles with a tiny BERT: prepare to report."""
+    import yaml
+    from conftest import REPO, make_records, write_lines
+    from embed import embed
     from evaluate import evaluate
-    X, y, Xv, yv, Xt, yt = linear_data(k=2)
-    prepared, emb = tmp_path / "prepared", tmp_path / "emb" / "m"
-    prepared.mkdir(), emb.mkdir(parents=True)
-    counts = {}
-    for split, (Xs, ys) in {"train": (X, y), "val": (Xv, yv), "test": (Xt, yt)}.items():
-        np.save(emb / f"{split}.npy", Xs)
-        rows = [{"id": f"{split}{i}", "title": "", "text": "t", "labels": list(v)} for i, v in enumerate(ys)]
-        (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        counts[split] = {"count": len(rows)}
-    (prepared / "schema.json").write_text(json.dumps({"dimensions": ["a", "b"], "score_range": [0, 10]}))
-    (tmp_path / "data.json").write_text(json.dumps(counts))
-    (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "m.json").write_text(json.dumps({"dimension": 20, "texts": 300, "seconds": 3.0,
-                                                           "truncated_share": 0.0}))
-    default_params.update(models=["m"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
-                                                "lightgbm": {"n_estimators": 30}})
-    default_params["report"] = {"bootstrap_resamples": 200}
-    fit_probes(prepared, emb, tmp_path / "probes" / "m", tmp_path / "fit" / "m.json", default_params)
-    evaluate(prepared, tmp_path / "probes", tmp_path / "metrics", tmp_path / "summary.json", default_params)
-    report(prepared, tmp_path / "emb", tmp_path / "probes", tmp_path / "metrics", tmp_path / "meta",
-           tmp_path / "fit", tmp_path / "data.json", tmp_path / "comparison.md", tmp_path / "plots", default_params)
-    return tmp_path, len(yt)
+    from prepare import prepare
+    from probe import fit_probes
+    root = tmp_path_factory.mktemp("report")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["embedders"]["m"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
+    params.update(models=["m"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
+                                        "lightgbm": {"n_estimators": 30}})
+    params["report"] = {"bootstrap_resamples": 200}
+    prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
+    embed("m", root / "prepared", root / "emb" / "m", root / "meta" / "m.json", params)
+    fit_probes("m", root / "prepared", root / "emb" / "m", root / "probes" / "m", root / "fit" / "m.json", params)
+    evaluate(root / "prepared", root / "probes", root / "metrics", root / "summary.json", params)
+    report(root / "prepared", root / "emb", root / "probes", root / "metrics", root / "meta", root / "fit",
+           root / "data.json", root / "comparison.md", root / "plots", params)
+    return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
 
 def test_report_numbers_equal_the_metrics_files(small_run):
@@ -97,7 +91,12 @@ def test_report_numbers_equal_the_metrics_files(small_run):
     assert "a declared reference value" in text and "Best linear probe: m / ridge" in text
     efficiency = markdown_table(text, "## Efficiency")
     assert {r["probe"] for r in efficiency} == {"ridge", "mlp", "lightgbm"}
-    assert all(r["embedding / 1,000 articles"] == "10.0 s" for r in efficiency)   # 3.0 s for 300 texts
+    meta = json.loads((root / "meta" / "m.json").read_text())
+    assert all(r["embedding / 1,000 articles"] == f"{1000 * meta['seconds'] / meta['texts']:.1f} s"
+               for r in efficiency)
+    assert all(r["embedder precision"] == f"{meta['dtype']} on cpu" for r in efficiency)
+    assert all(float(r["scoring, 1 article"].removesuffix(" ms")) > 0 for r in efficiency)
+    assert f"m (32-d, {meta['dtype']} on cpu, 32 tokens" in text
 
 
 def test_report_writes_every_plot(small_run):
@@ -107,5 +106,6 @@ def test_report_writes_every_plot(small_run):
                  "png/abs_error.png", "png/mlp_training.png"):
         assert (root / "plots" / name).stat().st_size > 0, name
     assert (root / "plots" / "png" / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + 3 * n_test
-    assert len((root / "plots" / "predicted_vs_actual.csv").read_text().splitlines()) == 1 + 2 * n_test
+    n_candidates, n_dimensions = 3, 3
+    assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + n_candidates * n_test
+    assert len((root / "plots" / "predicted_vs_actual.csv").read_text().splitlines()) == 1 + n_dimensions * n_test

@@ -1,0 +1,246 @@
+"""Benchmark: embedding throughput and precision, cost growth, probe training at scale, no-op repro.
+
+Every figure is measured in this run, side by side:
+  1. the embed stage's encoder (dtype from params, `auto` by default) vs a plain float32
+     SentenceTransformer.encode of the same ELLIPSE essays, alternating rounds in one process; tokens/s; the
+     machine's float32 and bfloat16 matmul peaks and the share of the bf16 peak the stage reaches;
+  2. fidelity: per-text cosine between bf16 and fp32 embeddings of every essay, and the MAE of each probe
+     trained on each (the pipeline's split of ELLIPSE); the best MAEs must agree within 0.002;
+  3. cost growth: wall time and peak memory of each stage at 1,000, 3,000 and 10,000 articles (the sample's
+     articles repeated with distinct ids);
+  4. probe training time at 10,000 × 1,024 (bench/storage.py's synthetic set: features that carry the labels);
+  5. a no-op `dvc repro` of the default pipeline in this workspace (after `make run`).
+
+usage: python bench/performance.py [--data ../shared/datasets/ellipse/data.jsonl] [--skip growth,probes,...]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "stages"))
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ellipse" / "data.jsonl"
+MODEL = "all-MiniLM-L6-v2"
+PARTS = ("throughput", "fidelity", "growth", "probes", "noop")
+
+
+def matmul_gflops(dtype, n=2048, repeats=10):
+    import torch
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_token(config, seq_len):
+    """Forward FLOPs per token of a BERT-style encoder: the dense layers plus attention scores and mixing."""
+    h, ffn, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return layers * (2 * (4 * h * h + 2 * h * ffn) + 4 * seq_len * h)
+
+
+def throughput(texts, entry, rounds):
+    import torch
+    from embedders import load_embedder, resolve_source, token_counts
+    from sentence_transformers import SentenceTransformer
+    stage = load_embedder(entry)
+    plain = SentenceTransformer(resolve_source(entry["source"]), device="cpu")
+    plain.max_seq_length = entry["max_tokens"]
+    _, tokens = token_counts(stage.tokenizer, texts, entry["max_tokens"])
+    rates = {"stage": [], "plain": []}
+    for _ in range(rounds):
+        for side, encode in (("stage", lambda: stage.encode(texts, show_progress=False)),
+                             ("plain", lambda: plain.encode(texts, batch_size=entry.get("batch_size", 32)))):
+            start = time.perf_counter()
+            encode()
+            rates[side].append(len(texts) / (time.perf_counter() - start))
+    peaks = {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)}
+    stage_rate, plain_rate = statistics.median(rates["stage"]), statistics.median(rates["plain"])
+    mean_len = tokens / len(texts)
+    achieved = stage_rate * mean_len * flops_per_token(stage.model[0].auto_model.config, mean_len) / 1e9
+    print(f"\n## 1. Throughput ({len(texts)} ELLIPSE essays, {rounds} alternating rounds, medians)\n")
+    print(f"| encoder | precision | texts/s | tokens/s |\n|---|---|---|---|")
+    print(f"| embed stage | {stage.dtype} on {stage.device} | {stage_rate:.1f} | {stage_rate * mean_len:,.0f} |")
+    print(f"| plain SentenceTransformer.encode | float32 on cpu | {plain_rate:.1f} | {plain_rate * mean_len:,.0f} |")
+    print(f"\nstage / plain: {stage_rate / plain_rate:.2f}x (goal >= 2.5x); rounds: "
+          + "; ".join(f"{k} " + ", ".join(f"{r:.1f}" for r in v) for k, v in rates.items()))
+    print(f"matmul 2048^2 peaks measured now: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} "
+          f"GFLOP/s; the stage reaches about {achieved:.0f} GFLOP/s ({mean_len:.0f} tokens per text): "
+          f"{achieved / peaks[stage.dtype]:.0%} of the {stage.dtype} peak")
+
+
+def fidelity(data, entry, params):
+    """bf16 vs fp32 embeddings of the pipeline's split of `data`; probes trained on each."""
+    from common import SPLITS, load_split
+    from embedders import load_embedder, model_input
+    from evaluate import score
+    from prepare import prepare
+    from probe import fit_probes
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        p = {**params, "data": {**params["data"], "score_range": "auto"}}
+        prepare(data, tmp / "prepared", tmp / "data.json", p)
+        texts = {s: [model_input(r) for r in load_split(tmp / "prepared", s)] for s in SPLITS}
+        all_texts = [t for s in SPLITS for t in texts[s]]
+        truth = np.array([r["labels"] for r in load_split(tmp / "prepared", "test")])
+        dims = json.loads((tmp / "prepared" / "schema.json").read_text())["dimensions"]
+        matrices, maes = {}, {}
+        for dtype in ("float32", "bfloat16"):
+            start = time.perf_counter()
+            matrix = load_embedder({**entry, "dtype": dtype}).encode(all_texts, show_progress=False)
+            seconds = time.perf_counter() - start
+            matrices[dtype] = matrix
+            emb = tmp / dtype
+            emb.mkdir()
+            bounds = np.cumsum([0] + [len(texts[s]) for s in SPLITS])
+            for i, s in enumerate(SPLITS):
+                np.save(emb / f"{s}.npy", matrix[bounds[i]:bounds[i + 1]])
+            fit_probes(MODEL, tmp / "prepared", emb, tmp / "probes" / dtype, tmp / f"fit-{dtype}.json", p)
+            maes[dtype] = {}
+            for probe in params["probe"]:
+                with np.load(tmp / "probes" / dtype / probe / "test_predictions.npz") as saved:
+                    maes[dtype][probe] = score(truth, saved["scores"], dims)["mae"]
+            print(f"   embedded {len(all_texts)} texts in {dtype}: {seconds:.1f} s")
+    a, b = matrices["float32"], matrices["bfloat16"]
+    cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    print(f"\n## 2. Fidelity, bfloat16 vs float32 ({len(all_texts)} texts of {data.name}, pipeline split, "
+          f"test {len(truth)})\n")
+    print(f"per-text cosine: min {cosine.min():.6f}, mean {cosine.mean():.6f}\n")
+    print("| probe | MAE float32 | MAE bfloat16 | difference |\n|---|---|---|---|")
+    for probe in params["probe"]:
+        f, h = maes["float32"][probe], maes["bfloat16"][probe]
+        print(f"| {probe} | {f:.4f} | {h:.4f} | {h - f:+.4f} |")
+    best = {d: min(maes[d].values()) for d in maes}
+    diff = best["bfloat16"] - best["float32"]
+    print(f"\nbest MAE: float32 {best['float32']:.4f}, bfloat16 {best['bfloat16']:.4f}, difference {diff:+.4f}: "
+          + ("PASS (within 0.002)" if abs(diff) <= 0.002 else "FAIL (more than 0.002)"))
+
+
+def stage_commands(work, model):
+    """The dvc.yaml commands of the default pipeline, for one model, in order."""
+    py = sys.executable
+    return [
+        ("prepare", f"{py} stages/prepare.py --params params.yaml --raw data/raw.jsonl --out data/prepared "
+                    "--metrics metrics/data.json"),
+        (f"embed@{model}", f"{py} stages/embed.py --params params.yaml --model {model} --prepared data/prepared "
+                           f"--out data/embeddings/{model} --meta metrics/embed/{model}.json"),
+        (f"probe@{model}", f"{py} stages/probe.py --params params.yaml --model {model} --prepared data/prepared "
+                           f"--embeddings data/embeddings/{model} --out models/probes/{model} "
+                           f"--fit-metrics metrics/fit/{model}.json"),
+        ("evaluate", f"{py} stages/evaluate.py --params params.yaml --prepared data/prepared --probes models/probes "
+                     "--metrics-dir metrics/probes --summary metrics/summary.json"),
+        ("report", f"{py} stages/report.py --params params.yaml --prepared data/prepared --embeddings data/embeddings "
+                   "--probes models/probes --metrics-dir metrics/probes --embed-meta metrics/embed --fit-metrics "
+                   "metrics/fit --data-metrics metrics/data.json --out reports/comparison.md --plots plots"),
+    ]
+
+
+def growth(sizes, params):
+    """Wall time and peak RSS of each stage (run as dvc.yaml runs it) at each dataset size."""
+    from common import read_jsonl
+    sample = [r for _, r in read_jsonl(REPO / params["data"]["raw"])]
+    results = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            subprocess.run(["cp", "-r", str(REPO / "stages"), str(REPO / "params.yaml"), str(work)], check=True)
+            (work / "data").mkdir()
+            with open(work / "data" / "raw.jsonl", "w", encoding="utf-8") as f:
+                for i in range(n):
+                    f.write(json.dumps({**sample[i % len(sample)], "id": f"a{i:06d}"}) + "\n")
+            p = yaml.safe_load((work / "params.yaml").read_text())
+            p["data"]["raw"] = "data/raw.jsonl"
+            (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+            for stage, cmd in stage_commands(work, MODEL):
+                timed = subprocess.run(["/usr/bin/time", "-f", "%e %M", "sh", "-c", cmd], cwd=work,
+                                       capture_output=True, text=True)
+                if timed.returncode != 0:
+                    sys.exit(f"{stage} failed at {n} articles:\n{timed.stderr[-2000:]}")
+                wall, kb = timed.stderr.strip().splitlines()[-1].split()
+                results.setdefault(stage, {})[n] = (float(wall), int(kb) / 1024)
+            print(f"   {n} articles done", flush=True)
+    print(f"\n## 3. Cost growth (the sample's articles repeated with distinct ids; each stage as dvc.yaml runs it)\n")
+    print("| stage | " + " | ".join(f"{n:,} articles: wall, peak RSS" for n in sizes) + " | wall ratio "
+          f"{sizes[-1] // 1000}k / {sizes[0] // 1000}k |")
+    print("|---|" + "---|" * (len(sizes) + 1))
+    for stage, by_size in results.items():
+        cells = [f"{by_size[n][0]:.1f} s, {by_size[n][1]:.0f} MB" for n in sizes]
+        print(f"| {stage} | " + " | ".join(cells) + f" | {by_size[sizes[-1]][0] / by_size[sizes[0]][0]:.1f} |")
+
+
+def probes_at_scale(params, n, dimension):
+    sys.path.insert(0, str(REPO / "bench"))
+    from storage import scaled_artifacts
+    with tempfile.TemporaryDirectory() as tmp:
+        _, fit = scaled_artifacts(Path(tmp), n, dimension, params)
+    targets = {"ridge": 5, "mlp": 60, "lightgbm": 60}
+    print(f"\n## 4. Probe training at {n:,} x {dimension} (synthetic features carrying the labels)\n")
+    print("| probe | fit time | target | details |\n|---|---|---|---|")
+    for probe, info in fit.items():
+        details = ", ".join(f"{k} {v}" for k, v in info.items() if k != "fit_seconds")
+        print(f"| {probe} | {info['fit_seconds']:.1f} s | < {targets[probe]} s | {details} |")
+
+
+def noop_repro(repeats=3):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    status = subprocess.run(["dvc", "status", "-q"], cwd=REPO, env=env)
+    if status.returncode != 0:
+        print("\n## 5. No-op dvc repro: skipped, the workspace is not up to date (run `make run` first)")
+        return
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = subprocess.run(["dvc", "repro"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - start)
+        assert "Running stage" not in out.stdout
+    print(f"\n## 5. No-op dvc repro of the default pipeline: median {statistics.median(times):.2f} s over {repeats} "
+          f"runs ({', '.join(f'{t:.2f}' for t in times)}; goal < 3 s)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--throughput-texts", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,3000,10000")
+    parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    entry = params["embedders"][MODEL]
+    load = os.getloadavg()
+    print(f"# bench/performance.py on {os.cpu_count()} CPUs, load average at start {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}\n$ python bench/performance.py {' '.join(sys.argv[1:])}")
+    needs_data = {"throughput", "fidelity"} - skip
+    if needs_data and not args.data.is_file():
+        print(f"\n{args.data} is absent: skipping {', '.join(sorted(needs_data))}")
+        skip |= needs_data
+    if "throughput" not in skip:
+        from common import read_jsonl
+        from embedders import model_input
+        from prepare import article_fields
+        texts = [model_input(article_fields(n, r, args.data)) for n, r in read_jsonl(args.data)]
+        throughput(texts[:args.throughput_texts], entry, args.rounds)
+    if "fidelity" not in skip:
+        fidelity(args.data, entry, params)
+    if "growth" not in skip:
+        growth([int(s) for s in args.sizes.split(",")], params)
+    if "probes" not in skip:
+        probes_at_scale(params, 10_000, 1024)
+    if "noop" not in skip:
+        noop_repro()
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_records, write_lines
+from embed import embed
+from embedders import model_input
+from prepare import prepare
+from probe import fit_probes
+from score import Scorer, latency, read_articles, score_file
+
+FAST = {"ridge": {}, "mlp": {"hidden": [16], "epochs": 5}, "lightgbm": {"n_estimators": 20}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bert_dir):
+    """prepare -> embed -> probe with a tiny BERT, as the stages run them."""
+    import yaml
+    root = tmp_path_factory.mktemp("score")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 8}
+    params.update(models=["tiny"], probes=FAST)
+    raw = write_lines(root / "raw.jsonl", make_records(60))
+    prepare(raw, root / "prepared", root / "data.json", params)
+    embed("tiny", root / "prepared", root / "emb", root / "meta.json", params)
+    fit_probes("tiny", root / "prepared", root / "emb", root / "probes" / "tiny", root / "fit.json", params)
+    return root
+
+
+def test_scores_match_the_probe_on_the_embeddings_and_stay_in_range(trained, tmp_path):
+    # New articles in the generic shape, without labels.
+    articles = [{"id": f"n{i}", "title": "News", "text": r["content"]} for i, r in enumerate(make_records(7, seed=3))]
+    source = write_lines(tmp_path / "new.jsonl", articles)
+    scorer = Scorer(trained / "probes" / "tiny" / "ridge")
+    assert score_file(scorer, source, tmp_path / "scored.jsonl", batch_size=3, show_progress=False) == 7
+    lines = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [f"n{i}" for i in range(7)]
+    assert all(list(line["scores"]) == ["wellbeing", "cohesion", "justice"] for line in lines)
+    expected = scorer.probe.predict(scorer.embedder.encode([model_input(a) for a in read_articles(source)], False))
+    got = np.array([list(line["scores"].values()) for line in lines])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got.min() >= 0 and got.max() <= 10
+
+
+def test_latency_reports_single_and_batched_seconds(trained):
+    scorer = Scorer(trained / "probes" / "tiny" / "mlp")
+    timing = latency(scorer, ["clinic water school", "peace farm"] * 4, repeats=3)
+    assert timing["single"] > 0 and timing["batched"] > 0
+
+
+def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
+    good = write_lines(tmp_path / "good.jsonl", [{"id": 1, "content": "clinic water"}, {"id": 2, "text": "farm"}])
+    cmd = [sys.executable, REPO / "stages/score.py", "--model", "tiny", "--probe", "lightgbm",
+           "--probes", trained / "probes"]
+    done = subprocess.run(cmd + ["--input", good, "--output", tmp_path / "out.jsonl"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "scored 2 articles with tiny / lightgbm" in done.stdout
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+
+    bad = write_lines(tmp_path / "bad.jsonl", [{"id": 1, "content": "clinic"}, {"id": 2, "content": "  "}])
+    failed = subprocess.run(cmd + ["--input", bad, "--output", tmp_path / "bad-out.jsonl"],
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and f"error: {bad}:2: content: missing or empty text" in failed.stderr
+    assert not (tmp_path / "bad-out.jsonl").exists()
+
+    missing = subprocess.run(cmd[:5] + ["svm", "--probes", trained / "probes", "--input", good, "--output",
+                                        tmp_path / "x.jsonl"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no trained probe here" in missing.stderr
