@@ -187,11 +187,15 @@ class LightGBMProbe(Probe):
     kind = "lightgbm"
 
     def __init__(self, n_estimators=500, learning_rate=0.05, max_depth=6, num_leaves=31,
-                 early_stopping_rounds=50, n_jobs=2, score_range=(0.0, 10.0), seed=42):
+                 early_stopping_rounds=50, max_bin=255, colsample_bytree=1.0, n_jobs=2, score_range=(0.0, 10.0),
+                 seed=42):
         super().__init__(score_range, seed)
         self.n_estimators, self.learning_rate = int(n_estimators), float(learning_rate)
         self.max_depth, self.num_leaves = int(max_depth), int(num_leaves)
         self.early_stopping_rounds, self.n_jobs = int(early_stopping_rounds), int(n_jobs)
+        # Histogram bins per feature and share of features per tree: on 1,000-d embeddings these two set the
+        # cost of every boosting round.
+        self.max_bin, self.colsample_bytree = int(max_bin), float(colsample_bytree)
 
     def fit(self, X, y, X_val, y_val):
         import lightgbm as lgb
@@ -200,6 +204,7 @@ class LightGBMProbe(Probe):
         for d in range(y.shape[1]):
             model = lgb.LGBMRegressor(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
                                       max_depth=self.max_depth, num_leaves=self.num_leaves,
+                                      max_bin=self.max_bin, colsample_bytree=self.colsample_bytree,
                                       random_state=self.seed, n_jobs=self.n_jobs, deterministic=True,
                                       force_row_wise=True, verbose=-1)
             model.fit(X, y[:, d], eval_X=(X_val,), eval_y=(y_val[:, d],), eval_metric="l1",
