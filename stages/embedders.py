@@ -147,10 +147,14 @@ def load_embedder(config):
     return cls(**config)
 
 
-def token_counts(tokenizer, texts, max_tokens):
-    """(share of texts longer than max_tokens, tokens the model actually sees), special tokens included."""
+def token_counts(tokenizer, texts, max_tokens, chunk=512):
+    """(share of texts longer than max_tokens, tokens the model actually sees), special tokens included.
+
+    Tokenised a chunk at a time: the token ids of a whole large dataset as Python lists would cost gigabytes.
+    """
     if not texts:
         return 0.0, 0
-    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False,
-                                                      verbose=False)["input_ids"]])
+    lengths = np.concatenate([[len(ids) for ids in tokenizer(texts[i:i + chunk], add_special_tokens=True,
+                                                             truncation=False, verbose=False)["input_ids"]]
+                              for i in range(0, len(texts), chunk)])
     return float(np.mean(lengths > max_tokens)), int(np.minimum(lengths, max_tokens).sum())
