@@ -1,0 +1,200 @@
+"""finetune: a LoRA adapter with a regression head on a causal LM, the fine-tuned baseline.
+
+The model is `AutoModelForSequenceClassification` over the LM (one output per dimension, the last real token
+pooled), wrapped with peft LoRA; the score head is trained in full (`modules_to_save`). Targets are
+standardised with the training split's mean and std, so one learning rate suits any score scale; predictions
+are mapped back and clipped to the score range. Validation MAE is measured every epoch and the adapter of the
+best epoch is kept. Only the adapter and the head are saved, never the base weights.
+
+Not yet a stage of dvc.yaml: this module holds the estimator (fit / predict / save / load) that the stage
+will run.
+"""
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedders import choose_device, resolve_source
+
+TRUNCATION = ("head", "head+tail")
+
+
+def truncate_ids(ids, max_tokens, policy="head"):
+    """Token ids cut to max_tokens: `head` keeps the beginning; `head+tail` keeps the first half and the last
+    half (the study's later runs: 256 + 256), so the end of a long article is seen too."""
+    if policy not in TRUNCATION:
+        raise ValueError(f"truncation must be one of {TRUNCATION}, not {policy!r}")
+    if len(ids) <= max_tokens:
+        return list(ids)
+    if policy == "head":
+        return list(ids[:max_tokens])
+    head = max_tokens - max_tokens // 2
+    return list(ids[:head]) + list(ids[len(ids) - max_tokens // 2:])
+
+
+def lr_factor(step, warmup_steps, total_steps):
+    """Linear warm-up over warmup_steps, then linear decay to zero at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+class LoRARegressor:
+    """LoRA fine-tuning for multi-output regression; sklearn-style: hyperparameters here, fit returns self."""
+
+    def __init__(self, source, r=16, alpha=32, dropout=0.05,
+                 target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                 max_tokens=512, truncation="head", epochs=3, batch_size=8, grad_accumulation=1, lr=2e-5,
+                 warmup_steps=0, max_grad_norm=1.0, gradient_checkpointing=False, device="auto", seed=42,
+                 score_range=(0.0, 10.0)):
+        self.source, self.r, self.alpha, self.dropout = source, int(r), int(alpha), float(dropout)
+        self.target_modules = list(target_modules)
+        self.max_tokens, self.truncation = int(max_tokens), truncation
+        self.epochs, self.batch_size, self.grad_accumulation = int(epochs), int(batch_size), int(grad_accumulation)
+        self.lr, self.warmup_steps, self.max_grad_norm = float(lr), int(warmup_steps), float(max_grad_norm)
+        self.gradient_checkpointing, self.device, self.seed = bool(gradient_checkpointing), device, int(seed)
+        self.score_range = tuple(score_range)
+        if truncation not in TRUNCATION:
+            raise ValueError(f"truncation must be one of {TRUNCATION}, not {truncation!r}")
+
+    def get_params(self):
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    # --- model -------------------------------------------------------------------------------------------
+
+    def _load_base(self, n_outputs):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        path = resolve_source(self.source)
+        self.device_ = choose_device(self.device)
+        # CUDA with bf16 where supported; fp32 on CPU (training in bf16 on CPU is left to a later choice).
+        use_bf16 = self.device_.startswith("cuda") and torch.cuda.is_bf16_supported()
+        self.dtype_ = "bfloat16" if use_bf16 else "float32"
+        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer_.pad_token_id is None:
+            self.tokenizer_.pad_token = self.tokenizer_.eos_token
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=n_outputs, problem_type="regression", dtype=getattr(torch, self.dtype_))
+        model.config.pad_token_id = self.tokenizer_.pad_token_id
+        return model
+
+    def _wrap(self, model):
+        from peft import LoraConfig, get_peft_model
+        config = LoraConfig(task_type="SEQ_CLS", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                            target_modules=self.target_modules, modules_to_save=["score"])
+        model = get_peft_model(model, config)
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        return model.to(self.device_)
+
+    def _batches(self, texts, order=None):
+        """(input_ids, attention_mask) batches, right-padded; the model pools the last real token."""
+        import torch
+        ids = [truncate_ids(self.tokenizer_(t, add_special_tokens=True)["input_ids"], self.max_tokens,
+                            self.truncation) for t in texts]
+        order = range(len(ids)) if order is None else order
+        order = list(order)
+        pad = self.tokenizer_.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            chunk = [ids[i] for i in order[start:start + self.batch_size]]
+            width = max(len(c) for c in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, c in enumerate(chunk):
+                input_ids[row, :len(c)] = torch.tensor(c)
+                mask[row, :len(c)] = 1
+            yield order[start:start + self.batch_size], input_ids.to(self.device_), mask.to(self.device_)
+
+    def _raw(self, texts):
+        """Model outputs in standardised units, in input order."""
+        import torch
+        self.model_.eval()
+        out = np.zeros((len(texts), self.n_outputs_))
+        with torch.no_grad():
+            for index, input_ids, mask in self._batches(texts):
+                out[index] = self.model_(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
+        return out
+
+    # --- estimator ---------------------------------------------------------------------------------------
+
+    def fit(self, texts, y, val_texts, y_val, on_epoch=None):
+        """Train; keep the adapter of the epoch with the lowest validation MAE. on_epoch(record) is called after
+        each epoch (for logging)."""
+        import torch
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+        torch.manual_seed(self.seed)
+        y, y_val = np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
+        self.n_outputs_ = y.shape[1]
+        self.mean_, self.std_ = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+        targets = torch.tensor((y - self.mean_) / self.std_, dtype=torch.float32)
+        self.model_ = self._wrap(self._load_base(self.n_outputs_))
+        trainable = [p for p in self.model_.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(trainable, lr=self.lr)
+        steps_per_epoch = math.ceil(math.ceil(len(texts) / self.batch_size) / self.grad_accumulation)
+        total_steps = max(1, steps_per_epoch * self.epochs)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, self.warmup_steps,
+                                                                                     total_steps))
+        generator = np.random.default_rng(self.seed)
+        self.history_, best_mae, best_state = [], float("inf"), None
+        start = time.perf_counter()
+        for epoch in range(1, self.epochs + 1):
+            self.model_.train()
+            losses, step_losses = [], []
+            batches = list(self._batches(texts, order=generator.permutation(len(texts))))
+            for i, (index, input_ids, mask) in enumerate(batches):
+                logits = self.model_(input_ids=input_ids, attention_mask=mask).logits.float()
+                loss = torch.nn.functional.mse_loss(logits, targets[index].to(logits.device))
+                (loss / self.grad_accumulation).backward()
+                losses.append(loss.item())
+                if (i + 1) % self.grad_accumulation == 0 or i + 1 == len(batches):
+                    torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm)
+                    optimiser.step()
+                    schedule.step()
+                    optimiser.zero_grad()
+                    step_losses.append(float(np.mean(losses[-self.grad_accumulation:])))
+            val_mae = float(np.abs(self._unscale(self._raw(val_texts)) - y_val).mean())
+            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae,
+                      "step_losses": step_losses, "seconds": time.perf_counter() - start}
+            self.history_.append(record)
+            if on_epoch:
+                on_epoch(record)
+            if val_mae < best_mae:
+                best_mae, self.best_epoch_ = val_mae, epoch
+                best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
+        set_peft_model_state_dict(self.model_, best_state)
+        self.best_val_mae_ = best_mae
+        return self
+
+    def _unscale(self, raw):
+        return raw * self.std_ + self.mean_
+
+    def predict(self, texts):
+        return np.clip(self._unscale(self._raw(list(texts))), *self.score_range)
+
+    def save(self, directory):
+        """The adapter and the score head (peft's save_pretrained), plus what predict needs: never the base."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model_.save_pretrained(directory)
+        info = {"params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
+                "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_val_mae": self.best_val_mae_}
+        (directory / "regressor.json").write_text(json.dumps(info, indent=2))
+
+    @classmethod
+    def load(cls, directory):
+        from peft import PeftModel
+        directory = Path(directory)
+        info = json.loads((directory / "regressor.json").read_text())
+        params = info["params"]
+        params["score_range"] = tuple(params["score_range"])
+        regressor = cls(**params)
+        regressor.n_outputs_ = info["n_outputs"]
+        regressor.mean_, regressor.std_ = np.array(info["mean"]), np.array(info["std"])
+        regressor.best_epoch_, regressor.best_val_mae_ = info["best_epoch"], info["best_val_mae"]
+        base = regressor._load_base(regressor.n_outputs_)
+        regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
+        return regressor

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from conftest import make_records
+from finetune import LoRARegressor, lr_factor, truncate_ids
+
+
+def test_head_tail_truncation_keeps_the_first_and_last_tokens():
+    ids = list(range(100))
+    assert truncate_ids(ids, 10, "head") == list(range(10))
+    kept = truncate_ids(ids, 10, "head+tail")
+    assert kept == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert truncate_ids(ids, 9, "head+tail") == [0, 1, 2, 3, 4, 96, 97, 98, 99]
+    assert truncate_ids(ids[:5], 10, "head+tail") == ids[:5]
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        truncate_ids(ids, 10, "tail")
+
+
+def test_learning_rate_warms_up_then_decays():
+    factors = [lr_factor(step, 4, 20) for step in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] == 1.0
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[-1] == pytest.approx(1 / 16)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rows = make_records(48, seed=1)
+    texts = [r["content"] for r in rows]
+    y = np.array([r["labels"] for r in rows])
+    return texts[:32], y[:32], texts[32:], y[32:]
+
+
+def tiny_regressor(source, **overrides):
+    settings = dict(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"], max_tokens=24,
+                    truncation="head+tail", epochs=3, batch_size=8, lr=5e-3, warmup_steps=2, seed=0)
+    return LoRARegressor(str(source), **{**settings, **overrides})
+
+
+def test_lora_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_qwen_dir, data):
+    texts, y, val_texts, y_val = data
+    model = tiny_regressor(tiny_qwen_dir, epochs=4).fit(texts, y, val_texts, y_val)
+    losses = [h["train_loss"] for h in model.history_]
+    assert losses[-1] < losses[0], losses
+    assert model.best_val_mae_ == min(h["val_mae"] for h in model.history_)
+    # Only the adapter and the head train: the base weights are frozen.
+    trainable = {n for n, p in model.model_.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "score" in n for n in trainable)
+    predictions = model.predict(val_texts)
+    assert predictions.shape == y_val.shape and predictions.min() >= 0 and predictions.max() <= 10
+    assert np.abs(predictions - y_val).mean() == pytest.approx(model.best_val_mae_, abs=1e-5)
+
+
+def test_adapter_save_reload_and_predict_are_identical(tiny_qwen_dir, data, tmp_path):
+    texts, y, val_texts, y_val = data
+    model = tiny_regressor(tiny_qwen_dir, epochs=1).fit(texts, y, val_texts, y_val)
+    model.save(tmp_path / "adapter")
+    saved = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "regressor.json"} <= saved
+    assert not any(name.startswith("model") for name in saved)          # no base weights
+    reloaded = LoRARegressor.load(tmp_path / "adapter")
+    np.testing.assert_array_equal(reloaded.predict(val_texts), model.predict(val_texts))
