@@ -1,8 +1,8 @@
 """Benchmark: the committed pipeline on ELLIPSE (2,571 essays, 7 scores on 1-5) by changing params only.
 
 Runs `dvc repro` in a fresh clone of HEAD with data.raw pointing at the ELLIPSE JSONL (score_range auto),
-prints the per-candidate table beside a predictor that always outputs the training mean, and times the
-embed stage against a plain SentenceTransformer.encode of the same texts in the same run.
+prints the per-candidate table beside a predictor that always outputs the training mean, and the embed stage's
+own speed. Throughput against a plain SentenceTransformer.encode is bench/performance.py's.
 
 usage: python bench/ellipse.py [--data ../shared/datasets/ellipse/data.jsonl] [--limit N]
 """
@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,36 +27,10 @@ def run(cmd, cwd, env):
     subprocess.run(cmd, cwd=cwd, env=env, shell=True, check=True)
 
 
-def throughput(work, model, n_texts, rounds):
-    """Texts/s of the embed stage's encoder and of a bare SentenceTransformer.encode, same texts and settings.
-
-    Both run in this process and alternate round by round, so that both see the same machine load (a shared
-    2-core machine varies by 10-20% from minute to minute); the figures are the medians over the rounds.
-    """
-    from common import SPLITS, load_params, load_split
-    from embedders import load_embedder, model_input, resolve_source
-    from sentence_transformers import SentenceTransformer
-    entry = load_params(work / "params.yaml")["embedders"][model]
-    texts = [model_input(r) for s in SPLITS for r in load_split(work / "data" / "prepared", s)][:n_texts]
-    stage = load_embedder(entry)
-    plain = SentenceTransformer(resolve_source(entry["source"]))
-    plain.max_seq_length = entry["max_tokens"]
-    rates = {"stage": [], "plain": []}
-    for _ in range(rounds):
-        for side, encode in (("stage", lambda: stage.encode(texts, show_progress=False)),
-                             ("plain", lambda: plain.encode(texts, batch_size=entry.get("batch_size", 32)))):
-            start = time.perf_counter()
-            encode()
-            rates[side].append(len(texts) / (time.perf_counter() - start))
-    return len(texts), {side: float(np.median(r)) for side, r in rates.items()}, rates
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N records (0: all)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating throughput measurements per side")
-    parser.add_argument("--throughput-texts", type=int, default=600, help="texts per throughput measurement")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (the benchmark needs the ELLIPSE JSONL)")
@@ -91,14 +64,9 @@ def main():
           f"({'beats' if best['mae'] < mean_mae else 'does NOT beat'} the training mean {mean_mae:.4f})")
 
     for model in params["models"]:
-        in_repro = json.loads((work / "metrics/embed" / f"{model}.json").read_text())["texts_per_second"]
-        n, median, rates = throughput(work, model, args.throughput_texts, args.rounds)
-        print(f"embed throughput {model}, {n} texts x {args.rounds} alternating rounds: stage encoder "
-              f"{median['stage']:.2f} texts/s, plain SentenceTransformer.encode {median['plain']:.2f} texts/s, "
-              f"ratio {median['stage'] / median['plain']:.3f}")
-        print(f"  rounds, stage: {[round(r, 1) for r in rates['stage']]}; plain: {[round(r, 1) for r in rates['plain']]}; "
-              f"embed stage inside dvc repro (all {sum(1 for _ in open(data))} texts): {in_repro:.2f} texts/s")
-
+        meta = json.loads((work / "metrics/embed" / f"{model}.json").read_text())
+        print(f"embed stage {model}: {meta['texts']} texts in {meta['seconds']:.1f} s, {meta['texts_per_second']:.1f} "
+              f"texts/s, {meta['dtype']} on {meta['device']}")
 
 if __name__ == "__main__":
     main()

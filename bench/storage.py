@@ -14,7 +14,6 @@ usage: python bench/storage.py [--articles 10000] [--dimension 1024]   (after `m
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import load_params, load_schema, load_split, read_json, run_main, write_json
+from common import load_params, load_schema, load_split, read_json, run_main
 from embedders import load_embedder, model_input
 from evaluate import baseline_entry, candidates, load_predictions
 from probes import load_probe

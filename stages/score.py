@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from common import InputError, read_json, read_jsonl, run_main, write_bytes
 from embedders import load_embedder, model_input
