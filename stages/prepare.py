@@ -66,6 +66,14 @@ def normalise(number, obj, path):
     return {**article, "labels": [float(v) for v in values]}, names
 
 
+def claim_id(seen, article_id, number, path):
+    """Record that `article_id` is on line `number`; a second claim is an error naming both lines."""
+    if article_id in seen:
+        raise InputError(path, f"duplicate id {article_id!r} (first on line {seen[article_id]})",
+                         line=number, field="id")
+    seen[article_id] = number
+
+
 def load_records(path, score_range):
     """Validate every record of a raw JSONL file; all records must share one dimension list."""
     path = Path(path)
@@ -79,10 +87,7 @@ def load_records(path, score_range):
         elif names != dimensions:
             raise InputError(path, f"dimensions {names} differ from {dimensions} on line {first_line}",
                              line=number, field="dimension_names" if "dimension_names" in obj else "scores")
-        if record["id"] in seen:
-            raise InputError(path, f"duplicate id {record['id']!r} (first on line {seen[record['id']]})",
-                             line=number, field="id")
-        seen[record["id"]] = number
+        claim_id(seen, record["id"], number, path)
         if score_range is not None:
             lo, hi = score_range
             for name, value in zip(names, record["labels"]):

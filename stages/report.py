@@ -6,7 +6,6 @@ Uncertainty is a seeded bootstrap over test articles.
 """
 import argparse
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import numpy as np
 from common import load_params, load_schema, load_split, read_json, run_main
 from embedders import load_embedder, model_input
 from evaluate import baseline_entry, candidates, load_predictions
-from probes import load_probe
 from score import Scorer, latency
 
 LATENCY_ARTICLES = 32
@@ -44,19 +42,6 @@ def bootstrap(errors, candidates_, best, baseline_mae, resamples, seed):
                         "gap": np.percentile(mae - baseline_mae, [2.5, 97.5]),
                         "to_best": np.percentile(to_best, [2.5, 97.5])}
     return intervals
-
-
-def probe_latency(probe_dir, X, repeats=50):
-    """Seconds per article for the probe alone: one article at a time, and in one batch."""
-    probe = load_probe(probe_dir)
-    probe.predict(X[:1])
-    start = time.perf_counter()
-    for i in range(repeats):
-        probe.predict(X[i % len(X):i % len(X) + 1])
-    single = (time.perf_counter() - start) / repeats
-    start = time.perf_counter()
-    probe.predict(X)
-    return single, (time.perf_counter() - start) / len(X)
 
 
 def fmt_interval(pair, digits=3):
@@ -283,12 +268,13 @@ def report(prepared, embeddings_dir, probes_dir, metrics_dir, embed_meta_dir, fi
         X = np.load(Path(embeddings_dir) / model / "test.npy")
         embedder = load_embedder(read_json(Path(probes_dir) / model / "scoring.json")["embedder"])
         for probe in [c[1] for c in order if c[0] == model]:
-            single, batched = probe_latency(Path(probes_dir) / model / probe, X)
-            scoring = latency(Scorer(Path(probes_dir) / model / probe, embedder=embedder), texts)
+            scorer = Scorer(Path(probes_dir) / model / probe, embedder=embedder)
+            alone = latency(scorer.probe.predict, X, repeats=50)
+            scoring = latency(scorer.predict, texts)
             eff.append([model, probe, f"{meta.get('dtype', '?')} on {meta.get('device', '?')}",
                         f"{1000 * meta['seconds'] / meta['texts']:.1f} s", f"{meta.get('tokens_per_second', 0):,.0f}",
-                        f"{fits[model][probe]['fit_seconds']:.2f} s", f"{1000 * single:.3f} ms",
-                        f"{1000 * batched:.4f} ms", f"{1000 * scoring['single']:.1f} ms",
+                        f"{fits[model][probe]['fit_seconds']:.2f} s", f"{1000 * alone['single']:.3f} ms",
+                        f"{1000 * alone['batched']:.4f} ms", f"{1000 * scoring['single']:.1f} ms",
                         f"{1000 * scoring['batched']:.1f} ms"])
     lines += [table(["model", "probe", "embedder precision", "embedding / 1,000 articles", "tokens / s",
                      "probe training", "probe alone, 1 article", "probe alone, batched (per article)",
@@ -314,8 +300,8 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--plots", required=True)
     args = parser.parse_args()
-    report(args.prepared, args.embeddings, args.probes, args.metrics_dir, args.embed_meta, args.fit_metrics, args.data_metrics, args.out,
-           args.plots, load_params(args.params))
+    report(args.prepared, args.embeddings, args.probes, args.metrics_dir, args.embed_meta, args.fit_metrics,
+           args.data_metrics, args.out, args.plots, load_params(args.params))
 
 
 if __name__ == "__main__":

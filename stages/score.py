@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import InputError, read_json, read_jsonl, run_main, write_bytes
 from embedders import load_embedder, model_input
-from prepare import article_fields
+from prepare import article_fields, claim_id
 from probes import load_probe
 
 
@@ -48,10 +48,7 @@ def read_articles(path):
     articles, seen = [], {}
     for number, obj in read_jsonl(path):
         article = article_fields(number, obj, path)
-        if article["id"] in seen:
-            raise InputError(path, f"duplicate id {article['id']!r} (first on line {seen[article['id']]})",
-                             line=number, field="id")
-        seen[article["id"]] = number
+        claim_id(seen, article["id"], number, path)
         articles.append(article)
     if not articles:
         raise InputError(path, "no records")
@@ -77,17 +74,18 @@ def score_file(scorer, input_path, output_path, batch_size=256, show_progress=Tr
     return len(articles)
 
 
-def latency(scorer, texts, repeats=20):
-    """Seconds per article: embedder + probe one article at a time, and the same articles in one batch."""
-    texts = list(texts)
-    scorer.predict(texts[:1])                      # warm-up: first call pays one-off allocations
+def latency(predict, items, repeats=20):
+    """Seconds per item of predict(items[i:i+1]) one item at a time, and of predict(items) in one batch.
+
+    Used for the scorer (texts -> scores) and for a probe alone (embeddings -> scores)."""
+    predict(items[:1])                             # warm-up: first call pays one-off allocations
     start = time.perf_counter()
     for i in range(repeats):
-        scorer.predict([texts[i % len(texts)]])
+        predict(items[i % len(items):i % len(items) + 1])
     single = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
-    scorer.predict(texts)
-    return {"single": single, "batched": (time.perf_counter() - start) / len(texts)}
+    predict(items)
+    return {"single": single, "batched": (time.perf_counter() - start) / len(items)}
 
 
 def main():

@@ -47,7 +47,7 @@ def test_scores_match_the_probe_on_the_embeddings_and_stay_in_range(trained, tmp
 
 def test_latency_reports_single_and_batched_seconds(trained):
     scorer = Scorer(trained / "probes" / "tiny" / "mlp")
-    timing = latency(scorer, ["clinic water school", "peace farm"] * 4, repeats=3)
+    timing = latency(scorer.predict, ["clinic water school", "peace farm"] * 4, repeats=3)
     assert timing["single"] > 0 and timing["batched"] > 0
 
 
