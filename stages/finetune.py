@@ -10,13 +10,13 @@ Not yet a stage of dvc.yaml: this module holds the estimator (fit / predict / sa
 will run.
 """
 import copy
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import read_json, write_json
 from embedders import choose_device, resolve_source
 
 TRUNCATION = ("head", "head+tail")
@@ -91,13 +91,15 @@ class LoRARegressor:
             model.enable_input_require_grads()
         return model.to(self.device_)
 
-    def _batches(self, texts, order=None):
+    def _token_ids(self, texts):
+        """Each text's token ids, cut by the truncation policy (once per text set, not once per epoch)."""
+        return [truncate_ids(self.tokenizer_(t, add_special_tokens=True)["input_ids"], self.max_tokens,
+                             self.truncation) for t in texts]
+
+    def _batches(self, ids, order=None):
         """(input_ids, attention_mask) batches, right-padded; the model pools the last real token."""
         import torch
-        ids = [truncate_ids(self.tokenizer_(t, add_special_tokens=True)["input_ids"], self.max_tokens,
-                            self.truncation) for t in texts]
-        order = range(len(ids)) if order is None else order
-        order = list(order)
+        order = list(range(len(ids)) if order is None else order)
         pad = self.tokenizer_.pad_token_id
         for start in range(0, len(order), self.batch_size):
             chunk = [ids[i] for i in order[start:start + self.batch_size]]
@@ -109,13 +111,13 @@ class LoRARegressor:
                 mask[row, :len(c)] = 1
             yield order[start:start + self.batch_size], input_ids.to(self.device_), mask.to(self.device_)
 
-    def _raw(self, texts):
-        """Model outputs in standardised units, in input order."""
+    def _raw(self, ids):
+        """Model outputs in standardised units for token-id lists, in input order."""
         import torch
         self.model_.eval()
-        out = np.zeros((len(texts), self.n_outputs_))
+        out = np.zeros((len(ids), self.n_outputs_))
         with torch.no_grad():
-            for index, input_ids, mask in self._batches(texts):
+            for index, input_ids, mask in self._batches(ids):
                 out[index] = self.model_(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
         return out
 
@@ -139,12 +141,13 @@ class LoRARegressor:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, self.warmup_steps,
                                                                                      total_steps))
         generator = np.random.default_rng(self.seed)
+        train_ids, val_ids = self._token_ids(texts), self._token_ids(val_texts)
         self.history_, best_mae, best_state = [], float("inf"), None
         start = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
             self.model_.train()
             losses, step_losses = [], []
-            batches = list(self._batches(texts, order=generator.permutation(len(texts))))
+            batches = list(self._batches(train_ids, order=generator.permutation(len(train_ids))))
             for i, (index, input_ids, mask) in enumerate(batches):
                 logits = self.model_(input_ids=input_ids, attention_mask=mask).logits.float()
                 loss = torch.nn.functional.mse_loss(logits, targets[index].to(logits.device))
@@ -156,7 +159,7 @@ class LoRARegressor:
                     schedule.step()
                     optimiser.zero_grad()
                     step_losses.append(float(np.mean(losses[-self.grad_accumulation:])))
-            val_mae = float(np.abs(self._unscale(self._raw(val_texts)) - y_val).mean())
+            val_mae = float(np.abs(self._unscale(self._raw(val_ids)) - y_val).mean())
             record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae,
                       "step_losses": step_losses, "seconds": time.perf_counter() - start}
             self.history_.append(record)
@@ -173,22 +176,22 @@ class LoRARegressor:
         return raw * self.std_ + self.mean_
 
     def predict(self, texts):
-        return np.clip(self._unscale(self._raw(list(texts))), *self.score_range)
+        return np.clip(self._unscale(self._raw(self._token_ids(texts))), *self.score_range)
 
     def save(self, directory):
         """The adapter and the score head (peft's save_pretrained), plus what predict needs: never the base."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(directory)
-        info = {"params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
-                "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_val_mae": self.best_val_mae_}
-        (directory / "regressor.json").write_text(json.dumps(info, indent=2))
+        write_json(directory / "regressor.json", {
+            "params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
+            "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_val_mae": self.best_val_mae_})
 
     @classmethod
     def load(cls, directory):
         from peft import PeftModel
         directory = Path(directory)
-        info = json.loads((directory / "regressor.json").read_text())
+        info = read_json(directory / "regressor.json")
         params = info["params"]
         params["score_range"] = tuple(params["score_range"])
         regressor = cls(**params)
