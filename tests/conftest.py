@@ -39,7 +39,6 @@ def isolated_env(root):
 
 def make_project(work, env, records=80):
     """A git repository holding the pipeline, fast probe settings and `records` generated articles."""
-    import yaml
     work = Path(work)
     for name in PROJECT_FILES:
         src, dst = REPO / name, work / name
@@ -137,3 +136,23 @@ def tiny_qwen_dir(tmp_path_factory):
     Qwen2ForCausalLM(config).save_pretrained(directory)
     BertTokenizerFast(vocab_file=str(vocab_path)).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory, tiny_bert_dir):
+    """prepare -> embed -> probe, the stages' own functions, on 120 generated articles with the tiny BERT as model
+    `tiny`. Returns (root, params); root holds prepared/, emb/tiny/, meta/tiny.json, probes/tiny/, fit/tiny.json,
+    data.json. Tests write their own outputs elsewhere."""
+    from embed import embed
+    from prepare import prepare
+    from probe import fit_probes
+    root = tmp_path_factory.mktemp("tiny-pipeline")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
+    params.update(models=["tiny"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
+                                           "lightgbm": {"n_estimators": 30}})
+    prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
+    embed("tiny", root / "prepared", root / "emb" / "tiny", root / "meta" / "tiny.json", params)
+    fit_probes("tiny", root / "prepared", root / "emb" / "tiny", root / "probes" / "tiny", root / "fit" / "tiny.json",
+               params)
+    return root, params

@@ -41,26 +41,17 @@ def markdown_table(text, heading):
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory, tiny_bert_dir):
-    """The stages' functions in order on 120 generated articles with a tiny BERT: prepare to report."""
-    import yaml
-    from conftest import REPO, make_records, write_lines
-    from embed import embed
+def small_run(tmp_path_factory, tiny_pipeline):
+    """evaluate and report on the tiny pipeline's outputs; returns (dir with inputs and outputs, test size)."""
     from evaluate import evaluate
-    from prepare import prepare
-    from probe import fit_probes
+    inputs, params = tiny_pipeline
     root = tmp_path_factory.mktemp("report")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["embedders"]["m"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
-    params.update(models=["m"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
-                                        "lightgbm": {"n_estimators": 30}})
-    params["report"] = {"bootstrap_resamples": 200}
-    prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
-    embed("m", root / "prepared", root / "emb" / "m", root / "meta" / "m.json", params)
-    fit_probes("m", root / "prepared", root / "emb" / "m", root / "probes" / "m", root / "fit" / "m.json", params)
-    evaluate(root / "prepared", root / "probes", root / "metrics", root / "summary.json", params)
-    report(root / "prepared", root / "emb", root / "probes", root / "metrics", root / "meta", root / "fit",
-           root / "data.json", root / "comparison.md", root / "plots", params)
+    for name in ("meta", "data.json"):
+        (root / name).symlink_to(inputs / name)
+    params = {**params, "report": {"bootstrap_resamples": 200}}
+    evaluate(inputs / "prepared", inputs / "probes", root / "metrics", root / "summary.json", params)
+    report(inputs / "prepared", inputs / "emb", inputs / "probes", root / "metrics", inputs / "meta", inputs / "fit",
+           inputs / "data.json", root / "comparison.md", root / "plots", params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
 
@@ -70,10 +61,10 @@ def test_report_numbers_equal_the_metrics_files(small_run):
     summary = json.loads((root / "summary.json").read_text())
     rows = markdown_table(text, "## Summary")
     assert [(r["model"], r["probe"]) for r in rows] == sorted(
-        (("m", p) for p in summary["candidates"]["m"]), key=lambda c: summary["candidates"]["m"][c[1]]["mae"])
+        (("tiny", p) for p in summary["candidates"]["tiny"]), key=lambda c: summary["candidates"]["tiny"][c[1]]["mae"])
     baseline = summary["baseline"]["mae"]
     for row in rows:
-        m = json.loads((root / "metrics" / "m" / f"{row['probe']}.json").read_text())
+        m = json.loads((root / "metrics" / "tiny" / f"{row['probe']}.json").read_text())
         assert float(row["MAE"]) == pytest.approx(m["mae"], abs=5e-4)
         assert float(row["RMSE"]) == pytest.approx(m["rmse"], abs=5e-4)
         assert float(row["Spearman"]) == pytest.approx(m["spearman"], abs=5e-4)
@@ -81,22 +72,22 @@ def test_report_numbers_equal_the_metrics_files(small_run):
         assert float(row["gap %"].rstrip("%")) == pytest.approx(100 * (m["mae"] - baseline) / baseline, abs=0.05)
         low, high = map(float, row["MAE 95% CI"].strip("[]").split(","))
         assert low <= m["mae"] <= high
-        for dim_row in markdown_table(text, f"### m / {row['probe']}"):
+        for dim_row in markdown_table(text, f"### tiny / {row['probe']}"):
             per = m["per_dimension"][dim_row["dimension"]]
             assert float(dim_row["MAE"]) == pytest.approx(per["mae"], abs=5e-4)
             assert float(dim_row["Spearman"]) == pytest.approx(per["spearman"], abs=5e-4)
     best = summary["best"]
-    assert f"| **m** | **{best['probe']}** | **{best['mae']:.3f}** |" in text
-    assert f"Best overall: **m / {best['probe']}** (MAE {best['mae']:.3f}, gap {best['gap']:+.3f})" in text
-    assert "a declared reference value" in text and "Best linear probe: m / ridge" in text
+    assert f"| **tiny** | **{best['probe']}** | **{best['mae']:.3f}** |" in text
+    assert f"Best overall: **tiny / {best['probe']}** (MAE {best['mae']:.3f}, gap {best['gap']:+.3f})" in text
+    assert "a declared reference value" in text and "Best linear probe: tiny / ridge" in text
     efficiency = markdown_table(text, "## Efficiency")
     assert {r["probe"] for r in efficiency} == {"ridge", "mlp", "lightgbm"}
-    meta = json.loads((root / "meta" / "m.json").read_text())
+    meta = json.loads((root / "meta" / "tiny.json").read_text())
     assert all(r["embedding / 1,000 articles"] == f"{1000 * meta['seconds'] / meta['texts']:.1f} s"
                for r in efficiency)
     assert all(r["embedder precision"] == f"{meta['dtype']} on cpu" for r in efficiency)
     assert all(float(r["scoring, 1 article"].removesuffix(" ms")) > 0 for r in efficiency)
-    assert f"m (32-d, {meta['dtype']} on cpu, 32 tokens" in text
+    assert f"tiny (32-d, {meta['dtype']} on cpu, 32 tokens" in text
 
 
 def test_report_writes_every_plot(small_run):

@@ -6,28 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_records, write_lines
-from embed import embed
 from embedders import model_input
-from prepare import prepare
-from probe import fit_probes
 from score import Scorer, latency, read_articles, score_file
 
-FAST = {"ridge": {}, "mlp": {"hidden": [16], "epochs": 5}, "lightgbm": {"n_estimators": 20}}
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_bert_dir):
-    """prepare -> embed -> probe with a tiny BERT, as the stages run them."""
-    import yaml
-    root = tmp_path_factory.mktemp("score")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 8}
-    params.update(models=["tiny"], probes=FAST)
-    raw = write_lines(root / "raw.jsonl", make_records(60))
-    prepare(raw, root / "prepared", root / "data.json", params)
-    embed("tiny", root / "prepared", root / "emb", root / "meta.json", params)
-    fit_probes("tiny", root / "prepared", root / "emb", root / "probes" / "tiny", root / "fit.json", params)
-    return root
+def trained(tiny_pipeline):
+    return tiny_pipeline[0]
 
 
 def test_scores_match_the_probe_on_the_embeddings_and_stay_in_range(trained, tmp_path):
