@@ -28,6 +28,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "stages"))
+sys.path.insert(0, str(REPO / "bench"))
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ellipse" / "data.jsonl"
 MODEL = "all-MiniLM-L6-v2"
 PARTS = ("throughput", "fidelity", "growth", "probes", "noop")
@@ -128,42 +129,28 @@ def fidelity(data, entry, params):
           + ("PASS (within 0.002)" if abs(diff) <= 0.002 else "FAIL (more than 0.002)"))
 
 
-def stage_commands(work, model):
-    """The dvc.yaml commands of the default pipeline, for one model, in order."""
-    py = sys.executable
-    return [
-        ("prepare", f"{py} stages/prepare.py --params params.yaml --raw data/raw.jsonl --out data/prepared "
-                    "--metrics metrics/data.json"),
-        (f"embed@{model}", f"{py} stages/embed.py --params params.yaml --model {model} --prepared data/prepared "
-                           f"--out data/embeddings/{model} --meta metrics/embed/{model}.json"),
-        (f"probe@{model}", f"{py} stages/probe.py --params params.yaml --model {model} --prepared data/prepared "
-                           f"--embeddings data/embeddings/{model} --out models/probes/{model} "
-                           f"--fit-metrics metrics/fit/{model}.json"),
-        ("evaluate", f"{py} stages/evaluate.py --params params.yaml --prepared data/prepared --probes models/probes "
-                     "--metrics-dir metrics/probes --summary metrics/summary.json"),
-        ("report", f"{py} stages/report.py --params params.yaml --prepared data/prepared --embeddings data/embeddings "
-                   "--probes models/probes --metrics-dir metrics/probes --embed-meta metrics/embed --fit-metrics "
-                   "metrics/fit --data-metrics metrics/data.json --out reports/comparison.md --plots plots"),
-    ]
+def stage_commands(model, raw):
+    """The default pipeline's commands for one model, in order, read from dvc.yaml (python: this interpreter)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        looped = "foreach" in stage
+        cmd = (stage["do"] if looped else stage)["cmd"].replace("${item}", model).replace("${data.raw}", raw)
+        yield (f"{name}@{model}" if looped else name), cmd.replace("python ", f"{sys.executable} ", 1)
 
 
 def growth(sizes, params):
     """Wall time and peak RSS of each stage (run as dvc.yaml runs it) at each dataset size."""
-    from common import read_jsonl
-    sample = [r for _, r in read_jsonl(REPO / params["data"]["raw"])]
+    from storage import repeat_sample
     results = {}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             subprocess.run(["cp", "-r", str(REPO / "stages"), str(REPO / "params.yaml"), str(work)], check=True)
-            (work / "data").mkdir()
-            with open(work / "data" / "raw.jsonl", "w", encoding="utf-8") as f:
-                for i in range(n):
-                    f.write(json.dumps({**sample[i % len(sample)], "id": f"a{i:06d}"}) + "\n")
+            repeat_sample(work / "data" / "raw.jsonl", n, params)
             p = yaml.safe_load((work / "params.yaml").read_text())
             p["data"]["raw"] = "data/raw.jsonl"
             (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-            for stage, cmd in stage_commands(work, MODEL):
+            for stage, cmd in stage_commands(MODEL, "data/raw.jsonl"):
                 timed = subprocess.run(["/usr/bin/time", "-f", "%e %M", "sh", "-c", cmd], cwd=work,
                                        capture_output=True, text=True)
                 if timed.returncode != 0:
@@ -173,7 +160,7 @@ def growth(sizes, params):
             print(f"   {n} articles done", flush=True)
     print(f"\n## 3. Cost growth (the sample's articles repeated with distinct ids; each stage as dvc.yaml runs it)\n")
     print("| stage | " + " | ".join(f"{n:,} articles: wall, peak RSS" for n in sizes) + " | wall ratio "
-          f"{sizes[-1] // 1000}k / {sizes[0] // 1000}k |")
+          f"{sizes[-1]:,} / {sizes[0]:,} |")
     print("|---|" + "---|" * (len(sizes) + 1))
     for stage, by_size in results.items():
         cells = [f"{by_size[n][0]:.1f} s, {by_size[n][1]:.0f} MB" for n in sizes]
@@ -181,7 +168,6 @@ def growth(sizes, params):
 
 
 def probes_at_scale(params, n, dimension):
-    sys.path.insert(0, str(REPO / "bench"))
     from storage import scaled_artifacts
     with tempfile.TemporaryDirectory() as tmp:
         _, fit = scaled_artifacts(Path(tmp), n, dimension, params)

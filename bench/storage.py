@@ -61,17 +61,23 @@ def print_table(title, rows):
     print(f"| **total** | | **{human(sum(r[2] for r in rows))}** |")
 
 
-def scaled_artifacts(work, n_articles, dimension, params):
-    """Build the 10k-article artifacts in `work` with the stage code; return their size rows."""
-    from common import load_split, read_jsonl
-    from prepare import prepare
-    from probe import fit_probes
+def repeat_sample(path, n_articles, params):
+    """A raw JSONL of n_articles: the sample's articles repeated in order, each copy with its own id."""
+    from common import read_jsonl
     sample = [record for _, record in read_jsonl(REPO / params["data"]["raw"])]
-    raw = work / "data" / "raw" / "articles.jsonl"
-    raw.parent.mkdir(parents=True)
-    with open(raw, "w", encoding="utf-8") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
         for i in range(n_articles):
             f.write(json.dumps({**sample[i % len(sample)], "id": f"a{i:06d}"}) + "\n")
+    return path
+
+
+def scaled_artifacts(work, n_articles, dimension, params):
+    """Build the 10k-article artifacts in `work` with the stage code; return their size rows."""
+    from common import load_split
+    from prepare import prepare
+    from probe import fit_probes
+    raw = repeat_sample(work / "data" / "raw" / "articles.jsonl", n_articles, params)
     prepared = work / "data" / "prepared"
     prepare(raw, prepared, work / "metrics" / "data.json", params)
 
