@@ -46,7 +46,7 @@ def artifact_sizes(root, raw, models):
     rows = [("raw dataset", raw, size(root / raw)), ("prepared splits", "data/prepared", size(root / "data/prepared"))]
     for model in models:
         rows.append((f"embeddings ({model})", f"data/embeddings/{model}", size(root / "data/embeddings" / model)))
-        for probe_dir in sorted((root / "models/probes" / model).iterdir()):
+        for probe_dir in sorted(d for d in (root / "models/probes" / model).iterdir() if d.is_dir()):
             rows.append((f"probe {probe_dir.name} ({model})", probe_dir.relative_to(root).as_posix(), size(probe_dir)))
     rows.append(("metrics", "metrics", size(root / "metrics")))
     rows.append(("report and plots", "reports, plots", size(root / "reports") + size(root / "plots")))
