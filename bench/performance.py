@@ -72,7 +72,7 @@ def throughput(texts, entry, rounds):
     mean_len = tokens / len(texts)
     achieved = stage_rate * mean_len * flops_per_token(stage.model[0].auto_model.config, mean_len) / 1e9
     print(f"\n## 1. Throughput ({len(texts)} ELLIPSE essays, {rounds} alternating rounds, medians)\n")
-    print(f"| encoder | precision | texts/s | tokens/s |\n|---|---|---|---|")
+    print("| encoder | precision | texts/s | tokens/s |\n|---|---|---|---|")
     print(f"| embed stage | {stage.dtype} on {stage.device} | {stage_rate:.1f} | {stage_rate * mean_len:,.0f} |")
     print(f"| plain SentenceTransformer.encode | float32 on cpu | {plain_rate:.1f} | {plain_rate * mean_len:,.0f} |")
     print(f"\nstage / plain: {stage_rate / plain_rate:.2f}x (goal >= 2.5x); rounds: "
@@ -158,7 +158,7 @@ def growth(sizes, params):
                 wall, kb = timed.stderr.strip().splitlines()[-1].split()
                 results.setdefault(stage, {})[n] = (float(wall), int(kb) / 1024)
             print(f"   {n} articles done", flush=True)
-    print(f"\n## 3. Cost growth (the sample's articles repeated with distinct ids; each stage as dvc.yaml runs it)\n")
+    print("\n## 3. Cost growth (the sample's articles repeated with distinct ids; each stage as dvc.yaml runs it)\n")
     print("| stage | " + " | ".join(f"{n:,} articles: wall, peak RSS" for n in sizes) + " | wall ratio "
           f"{sizes[-1]:,} / {sizes[0]:,} |")
     print("|---|" + "---|" * (len(sizes) + 1))

@@ -4,8 +4,10 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 
@@ -116,3 +118,23 @@ def load_schema(prepared_dir):
 
 
 SPLITS = ("train", "val", "test")
+
+
+def save_predictions(path, ids, scores):
+    """Test predictions as evaluate reads them: the ids in split order and one row of scores per id."""
+    write_bytes(path, lambda f: np.savez(f, ids=np.array(ids), scores=scores.astype(np.float64)))
+
+
+def latency(predict, items, repeats=20):
+    """Seconds per item of predict(items[i:i+1]) one item at a time, and of predict(items) in one batch.
+
+    Used for the scorers (texts -> scores: embedder + probe, or base + adapter) and for a probe alone
+    (embeddings -> scores)."""
+    predict(items[:1])                             # warm-up: first call pays one-off allocations
+    start = time.perf_counter()
+    for i in range(repeats):
+        predict(items[i % len(items):i % len(items) + 1])
+    single = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    predict(items)
+    return {"single": single, "batched": (time.perf_counter() - start) / len(items)}

@@ -1,8 +1,9 @@
 """Frozen text embedders, built from an entry of `embedders` in params.yaml.
 
 An entry says where the weights are (`source`) and how to encode:
-  source:     a hub id ("intfloat/e5-large-v2"), a local directory, or "package:<module>" for a pip
-              package that ships the weights (it must expose get_model_path() or a model/ folder)
+  source:     a hub id ("intfloat/e5-large-v2"), a local directory, "package:<module>" for a pip package that
+              ships the weights (it must expose get_model_path() or a model/ folder), or a GGUF file (a path,
+              or "package:<module>/<file>.gguf"), converted once to a transformers folder
   kind:       sentence-transformers (default) or mean-pool (transformers AutoModel, masked mean of the
               last hidden state: the frozen-LLM embedder)
   prefix:     prepended to every text ("query: " for e5)
@@ -14,6 +15,8 @@ An entry says where the weights are (`source`) and how to encode:
   batch_size, normalize
 """
 import importlib
+import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -55,14 +58,75 @@ def choose_dtype(dtype, device):
 
 
 def resolve_source(source):
-    """A path or hub id that from_pretrained / SentenceTransformer accept (always a str)."""
+    """A path or hub id that from_pretrained / SentenceTransformer accept (always a str).
+
+    "package:<module>" is a pip package that ships a model folder; "package:<module>/<file>" a file inside the
+    package, found without importing it (packages installed with --no-deps may not import). A GGUF file is
+    converted once to a transformers folder in the conversion cache (see gguf_folder) and that folder returned.
+    """
     if source.startswith("package:"):
-        module = importlib.import_module(source.split(":", 1)[1])
-        if hasattr(module, "get_model_path"):
-            return str(module.get_model_path())
-        return str(Path(module.__file__).parent / "model")
-    path = Path(source).expanduser()
-    return str(path.resolve()) if path.exists() else source
+        module, _, inner = source.split(":", 1)[1].partition("/")
+        if inner:
+            path = package_dir(module) / inner
+            if not path.exists():
+                raise FileNotFoundError(f"{source}: no {inner} in package {module} ({path.parent})")
+        else:
+            module = importlib.import_module(module)
+            if hasattr(module, "get_model_path"):
+                return str(module.get_model_path())
+            return str(Path(module.__file__).parent / "model")
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            return source
+    return gguf_folder(path) if path.suffix == ".gguf" else str(path.resolve())
+
+
+def package_dir(module):
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {module!r} is not installed (see the README's install step)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def conversion_cache():
+    """Where converted base models live: $NEWS_PROBES_CACHE, else ~/.cache/news-probes (outside the repo: base
+    weights are never DVC outputs)."""
+    return Path(os.environ.get("NEWS_PROBES_CACHE", "~/.cache/news-probes")).expanduser()
+
+
+def gguf_folder(gguf_path):
+    """A transformers folder (fp32 safetensors + tokenizer) converted from a GGUF file, once per file content.
+
+    transformers dequantises GGUF to fp32 on load (20-40 s for a 135M model); the folder is keyed by the file's
+    SHA-256, written beside its final name and renamed, so an interrupted conversion is never reused.
+    """
+    import hashlib
+    gguf_path = Path(gguf_path).resolve()
+    digest = hashlib.sha256()
+    with open(gguf_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    folder = conversion_cache() / "gguf" / f"{gguf_path.stem}-{digest.hexdigest()[:16]}"
+    if (folder / "config.json").is_file():
+        return str(folder)
+    import shutil
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    print(f"converting {gguf_path.name} to a transformers folder in {folder} (once)")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # The dequantised model is plain fp32, but transformers keeps the GGUF quantizer attached and refuses to save.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return str(folder)
 
 
 def unit_rows(matrix):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (InputError, as_list, check_names, load_params, load_schema, load_split, run_main,
-                    write_bytes, write_json)
+                    save_predictions, write_json)
 from probes import PROBES, build_probe, timed_fit
 
 
@@ -22,10 +22,6 @@ def selected_probes(params, params_path="params.yaml"):
     check_names(names, PROBES, params_path, "probe")
     hyper = params.get("probes") or {}
     return [(name, dict(hyper.get(name) or {})) for name in names]
-
-
-def save_predictions(path, ids, scores):
-    write_bytes(path, lambda f: np.savez(f, ids=np.array(ids), scores=scores.astype(np.float64)))
 
 
 def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):

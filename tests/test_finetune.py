@@ -1,3 +1,6 @@
+import copy
+import json
+
 import numpy as np
 import pytest
 
@@ -59,3 +62,55 @@ def test_adapter_save_reload_and_predict_are_identical(tiny_qwen_dir, data, tmp_
     assert not any(name.startswith("model") for name in saved)          # no base weights
     reloaded = LoRARegressor.load(tmp_path / "adapter")
     np.testing.assert_array_equal(reloaded.predict(val_texts), model.predict(val_texts))
+
+
+def test_mixed_precision_trains_with_full_precision_weights(tiny_qwen_dir, data):
+    texts, y, val_texts, y_val = data
+    assert tiny_regressor(tiny_qwen_dir, epochs=1).fit(texts[:8], y[:8], val_texts, y_val).dtype_ == "float32"
+    model = tiny_regressor(tiny_qwen_dir, epochs=2, dtype="bfloat16").fit(texts, y, val_texts, y_val)
+    assert model.dtype_ == "bfloat16"
+    # Autocast runs the matmuls in bf16; the LoRA matrices and the head are kept and updated in fp32.
+    assert {str(p.dtype) for p in model.model_.parameters() if p.requires_grad} == {"torch.float32"}
+    assert np.isfinite([h["train_loss"] for h in model.history_]).all()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        tiny_regressor(tiny_qwen_dir, dtype="int8")
+
+
+def test_stage_writes_the_adapter_predictions_and_dvclive_curves(tiny_pipeline):
+    from common import load_split
+    root, params = tiny_pipeline
+    adapter = root / "adapters" / "tiny"
+    saved = {p.name for p in adapter.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "regressor.json", "scoring.json",
+            "test_predictions.npz"} <= saved
+    with np.load(adapter / "test_predictions.npz") as predictions:
+        assert predictions["ids"].tolist() == [r["id"] for r in load_split(root / "prepared", "test")]
+    summary = json.loads((root / "live" / "metrics.json").read_text())
+    loss = (root / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    val = (root / "live" / "plots" / "metrics" / "val" / "mae.tsv").read_text().splitlines()
+    assert loss[0].split("\t") == ["step", "loss"] and len(loss) - 1 == summary["steps"]
+    epochs = params["finetune"]["profiles"]["tiny"]["epochs"]
+    val_maes = [float(line.split("\t")[1]) for line in val[1:]]
+    assert len(val_maes) == epochs and summary["best_val_mae"] == pytest.approx(min(val_maes))
+    assert summary["best_epoch"] == 1 + val_maes.index(min(val_maes))
+    assert summary["device"] == "cpu" and summary["dtype"] == "float32" and summary["profile"] == "tiny"
+    assert summary["latency_ms"]["single"] > 0 and summary["fit_seconds"] > 0 and summary["peak_rss_mb"] > 0
+    assert json.loads((adapter / "scoring.json").read_text())["dimensions"] == \
+        json.loads((root / "prepared" / "schema.json").read_text())["dimensions"]
+
+
+@pytest.mark.parametrize("change, field, message", [
+    (lambda f: f.update(profile="nope"), "finetune.profile", "unknown profile 'nope'"),
+    (lambda f: f["profiles"]["tiny"].update(learning_rate=0.1), "finetune.profiles.tiny", "unknown keys"),
+    (lambda f: f["profiles"]["tiny"].pop("source"), "finetune.profiles.tiny", "needs a source"),
+    (lambda f: f["profiles"]["tiny"].update(truncation="tail"), "finetune.profiles.tiny", "truncation must be"),
+])
+def test_bad_profiles_are_refused_before_training(tiny_pipeline, tmp_path, change, field, message):
+    from common import InputError
+    from finetune import finetune
+    root, params = tiny_pipeline
+    params = copy.deepcopy(params)
+    change(params["finetune"])
+    with pytest.raises(InputError, match=message) as err:
+        finetune(root / "prepared", tmp_path / "adapter", tmp_path / "live", params)
+    assert err.value.field == field and not (tmp_path / "adapter").exists()

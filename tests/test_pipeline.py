@@ -10,10 +10,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(tmp_path_factory, tiny_qwen_dir):
     root = tmp_path_factory.mktemp("pipeline")
     env = isolated_env(root)
-    return make_project(root / "repo", env), env
+    return make_project(root / "repo", env, tiny_qwen_dir), env
 
 
 def read(work, path):
@@ -23,7 +23,7 @@ def read(work, path):
 def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
     work, env = repo
     out = sh("dvc repro", work, env)
-    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "evaluate", "report"):
+    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "finetune", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     summary = read(work, "metrics/summary.json")
     assert set(summary["candidates"]["all-MiniLM-L6-v2"]) == {"ridge", "mlp", "lightgbm"}
@@ -36,8 +36,19 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
     best = summary["best"]
     assert f"Best overall: **{best['model']} / {best['probe']}** (MAE {best['mae']:.3f}" in \
         (work / "reports/comparison.md").read_text()
+    # The baseline is the adapter trained and scored here, its provenance written out; gaps are to it.
+    baseline = read(work, "metrics/baseline.json")
+    assert summary["baseline"]["mae"] == baseline["mae"] and baseline["profile"] == "tiny"
+    assert baseline["measured"] and baseline["split"] == "test" and baseline["n_test"] == 16
+    assert baseline["adapter"] == "models/adapters/tiny" and summary["baseline"]["reference_mae"] == 0.68
+    assert best["gap"] == pytest.approx(best["mae"] - baseline["mae"])
+    adapter = {p.name for p in (work / "models/adapters/tiny").iterdir()}
+    assert "adapter_model.safetensors" in adapter and "model.safetensors" not in adapter
+    assert read(work, "metrics/finetune/metrics.json")["steps"] > 0
     shown = sh("dvc plots show -o plots_html", work, env)
-    assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 5
+    assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 6
+    page = (work / "plots_html" / "index.html").read_text()
+    assert "finetune_loss" in page and "finetune_val_mae" in page
     sh("git add -A && git commit -qm run", work, env)
 
     assert "didn't change" in sh("dvc repro", work, env)   # nothing left to run
@@ -57,10 +68,35 @@ def test_exp_run_probe_mlp_reuses_the_embeddings(repo):
     assert list(summary["candidates"]["all-MiniLM-L6-v2"]) == ["mlp"]
 
 
-def test_changing_a_probe_hyperparameter_reruns_no_embed_stage(repo):
+def test_changing_a_probe_hyperparameter_reruns_no_embed_or_finetune_stage(repo):
     work, env = repo
     out = sh("dvc exp run -S probes.ridge.alphas=[0.1,1,10]", work, env)
     assert "Running stage 'embed@" not in out and "Running stage 'probe@all-MiniLM-L6-v2'" in out
+    assert "Running stage 'finetune'" not in out
+
+
+def test_changing_finetune_settings_reruns_no_embed_or_probe_stage(repo):
+    work, env = repo
+    sh("git checkout -q -- . && dvc checkout -q", work, env)
+    before = read(work, "metrics/baseline.json")["mae"]
+    out = sh("dvc exp run -S finetune.profiles.tiny.lr=0.02", work, env)
+    assert "Running stage 'finetune'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'embed@" not in out and "Running stage 'probe@" not in out
+    assert read(work, "metrics/baseline.json")["mae"] != before
+    # Settings of a profile that is not selected are not dependencies of any stage.
+    sh("git checkout -q -- . && dvc checkout -q", work, env)
+    assert "didn't change" in sh("dvc exp run -S finetune.profiles.tiny-b.lr=0.5", work, env)
+
+
+def test_switching_profile_is_one_command(repo):
+    work, env = repo
+    sh("git checkout -q -- . && dvc checkout -q", work, env)
+    out = sh("dvc exp run -S finetune.profile=tiny-b", work, env)
+    assert "Running stage 'finetune'" in out and "Running stage 'probe@" not in out
+    baseline = read(work, "metrics/baseline.json")
+    assert baseline["profile"] == "tiny-b" and baseline["adapter"] == "models/adapters/tiny-b"
+    assert (work / "models/adapters/tiny-b/adapter_model.safetensors").is_file()
+    assert "fine-tuned: tiny-b" in (work / "reports/comparison.md").read_text()
 
 
 def test_review_and_plots_diff_show_a_committed_params_change(repo):
@@ -84,8 +120,10 @@ def test_review_and_plots_diff_show_a_committed_params_change(repo):
 
     sh("dvc plots diff main -o diff_html", work, env)
     page = (work / "diff_html" / "index.html").read_text()
-    for plot in ("per_dimension_mae", "gap_vs_baseline", "predicted_vs_actual", "abs_error", "mlp_training"):
+    for plot in ("per_dimension_mae", "gap_vs_baseline", "predicted_vs_actual", "abs_error", "mlp_training",
+                 "finetune_loss", "finetune_val_mae"):
         assert plot in page, plot
     static = {p.name for p in (work / "diff_html" / "static").glob("*.png")}
     assert static == {f"{rev}_plots_png_{chart}.png" for rev in ("main", "workspace")
-                      for chart in ("per_dimension_mae", "gap", "predicted_vs_actual", "abs_error", "mlp_training")}
+                      for chart in ("per_dimension_mae", "gap", "predicted_vs_actual", "abs_error", "mlp_training",
+                                    "finetune_training")}

@@ -10,19 +10,22 @@ def test_bootstrap_intervals_are_seeded_and_paired():
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 1.5, 200)
     errors = {"a": base, "b": base + 0.05, "c": base + rng.normal(0, 0.3, 200)}
-    one = bootstrap(errors, list(errors), "a", 0.68, 500, seed=1)
-    two = bootstrap(errors, list(errors), "a", 0.68, 500, seed=1)
+    baseline = base - 0.1                     # a baseline better than a by exactly 0.1 on every article
+    one = bootstrap(errors, list(errors), "a", baseline, 500, seed=1)
+    two = bootstrap(errors, list(errors), "a", baseline, 500, seed=1)
     assert all(np.array_equal(one[c][k], two[c][k]) for c in errors for k in one[c])
     low, high = one["a"]["mae"]
     assert low < base.mean() < high
-    np.testing.assert_allclose(one["a"]["gap"], one["a"]["mae"] - 0.68)
+    # The gap is paired with the baseline's errors on the same articles: a constant 0.1 has no spread.
+    np.testing.assert_allclose(one["a"]["gap"], [0.1, 0.1])
+    np.testing.assert_allclose(one["b"]["gap"], [0.15, 0.15])
     # b is worse than a by exactly 0.05 on every article: the paired interval is that constant.
     np.testing.assert_allclose(one["b"]["to_best"], [0.05, 0.05])
     # c differs from a by noise: the paired interval straddles its mean difference and is wide.
     assert one["c"]["to_best"][0] < (errors["c"] - base).mean() < one["c"]["to_best"][1]
 
 
-@pytest.mark.parametrize("gap, expected", [(0.05, 0), (0.15, 1), (0.5, 2), (-0.2, 0)])
+@pytest.mark.parametrize("gap, expected", [(-0.2, 0), (0.0, 1), (0.05, 1), (0.15, 2), (0.5, 3)])
 def test_verdict_follows_the_study_thresholds(gap, expected):
     assert verdict(gap) == GAP_VERDICTS[expected][1]
 
@@ -46,11 +49,13 @@ def small_run(tmp_path_factory, tiny_pipeline):
     from evaluate import evaluate
     inputs, params = tiny_pipeline
     root = tmp_path_factory.mktemp("report")
-    for name in ("meta", "data.json"):
+    for name in ("meta", "data.json", "live"):
         (root / name).symlink_to(inputs / name)
     params = {**params, "report": {"bootstrap_resamples": 200}}
-    evaluate(inputs / "prepared", inputs / "probes", root / "metrics", root / "summary.json", params)
-    report(inputs / "prepared", inputs / "emb", inputs / "probes", root / "metrics", inputs / "meta", inputs / "fit",
+    evaluate(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics", root / "baseline.json",
+             root / "summary.json", params)
+    report(inputs / "prepared", inputs / "emb", inputs / "probes", inputs / "adapters", root / "metrics",
+           root / "baseline.json", inputs / "live" / "metrics.json", inputs / "meta", inputs / "fit",
            inputs / "data.json", root / "comparison.md", root / "plots", params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
@@ -79,7 +84,20 @@ def test_report_numbers_equal_the_metrics_files(small_run):
     best = summary["best"]
     assert f"| **tiny** | **{best['probe']}** | **{best['mae']:.3f}** |" in text
     assert f"Best overall: **tiny / {best['probe']}** (MAE {best['mae']:.3f}, gap {best['gap']:+.3f})" in text
-    assert "a declared reference value" in text and "Best linear probe: tiny / ridge" in text
+    assert "Best linear probe: tiny / ridge" in text
+    measured = json.loads((root / "baseline.json").read_text())
+    assert measured["mae"] == baseline and measured["profile"] == "tiny"
+    base_rows = markdown_table(text, "## Baseline")
+    assert base_rows[0]["baseline"].startswith("fine-tuned: tiny") and base_rows[0]["split"] == "test (measured)"
+    assert float(base_rows[0]["MAE"]) == pytest.approx(measured["mae"], abs=5e-4)
+    assert float(base_rows[0]["RMSE"]) == pytest.approx(measured["rmse"], abs=5e-4)
+    assert float(base_rows[1]["MAE"]) == pytest.approx(measured["reference_mae"], abs=5e-4)
+    for dim_row in markdown_table(text, "### fine-tuned / tiny"):
+        assert float(dim_row["MAE"]) == pytest.approx(measured["per_dimension"][dim_row["dimension"]]["mae"], abs=5e-4)
+    tuning = json.loads((root / "live" / "metrics.json").read_text())
+    tuned_row = markdown_table(text, "Fine-tuning (the finetune stage")[0]
+    assert tuned_row["steps"] == str(tuning["steps"]) and tuned_row["training"] == f"{tuning['fit_seconds']:.0f} s"
+    assert tuned_row["scoring, 1 article"] == f"{tuning['latency_ms']['single']:.1f} ms"
     efficiency = markdown_table(text, "## Efficiency")
     assert {r["probe"] for r in efficiency} == {"ridge", "mlp", "lightgbm"}
     meta = json.loads((root / "meta" / "tiny.json").read_text())
@@ -94,9 +112,11 @@ def test_report_writes_every_plot(small_run):
     root, n_test = small_run
     for name in ("per_dimension_mae.csv", "gap.csv", "predicted_vs_actual.csv", "abs_error.csv",
                  "mlp_training.csv", "png/per_dimension_mae.png", "png/gap.png", "png/predicted_vs_actual.png",
-                 "png/abs_error.png", "png/mlp_training.png"):
+                 "png/abs_error.png", "png/mlp_training.png", "png/finetune_training.png"):
         assert (root / "plots" / name).stat().st_size > 0, name
     assert (root / "plots" / "png" / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    n_candidates, n_dimensions = 3, 3
-    assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + n_candidates * n_test
+    n_candidates, n_dimensions = 3, 3           # the baseline is a fourth row in the error and per-dimension data
+    assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + (n_candidates + 1) * n_test
+    assert len((root / "plots" / "gap.csv").read_text().splitlines()) == 1 + n_candidates
+    assert len((root / "plots" / "per_dimension_mae.csv").read_text().splitlines()) == 1 + (n_candidates + 1) * n_dimensions
     assert len((root / "plots" / "predicted_vs_actual.csv").read_text().splitlines()) == 1 + n_dimensions * n_test

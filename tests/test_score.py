@@ -7,7 +7,8 @@ import pytest
 
 from conftest import REPO, make_records, write_lines
 from embedders import model_input
-from score import Scorer, latency, read_articles, score_file
+from common import latency
+from score import Scorer, read_articles, score_file
 
 @pytest.fixture(scope="module")
 def trained(tiny_pipeline):
@@ -53,3 +54,27 @@ def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
     missing = subprocess.run(cmd[:5] + ["svm", "--probes", trained / "probes", "--input", good, "--output",
                                         tmp_path / "x.jsonl"], capture_output=True, text=True)
     assert missing.returncode == 2 and "no trained probe here" in missing.stderr
+
+
+def test_adapter_command_scores_like_the_finetune_stage_predicted(trained, tmp_path):
+    """Base + adapter loaded from the stage's folder give the test predictions the stage saved."""
+    from common import load_split
+    test = load_split(trained / "prepared", "test")[:5]
+    source = write_lines(tmp_path / "test.jsonl", [{"id": r["id"], "title": r["title"], "text": r["text"]}
+                                                    for r in test])
+    cmd = [sys.executable, REPO / "stages/score.py", "--adapter", trained / "adapters" / "tiny",
+           "--input", source, "--output", tmp_path / "out.jsonl", "--batch-size", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "scored 5 articles with adapter" in done.stdout
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [r["id"] for r in test]
+    with np.load(trained / "adapters" / "tiny" / "test_predictions.npz") as saved:
+        expected = saved["scores"][:5]
+    np.testing.assert_allclose([list(line["scores"].values()) for line in lines], expected, atol=1e-4)
+
+    both = subprocess.run(cmd + ["--model", "tiny", "--probe", "ridge"], capture_output=True, text=True)
+    assert both.returncode == 2 and "either --model and --probe, or --adapter" in both.stderr
+    missing = subprocess.run([sys.executable, REPO / "stages/score.py", "--adapter", tmp_path, "--input", source,
+                              "--output", tmp_path / "x.jsonl"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "run the finetune stage" in missing.stderr

@@ -35,11 +35,11 @@ def clone(origin, dest, env):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, tiny_qwen_dir):
     """A bare git origin and clone A, in which the pipeline has run and been committed (nothing pushed)."""
     root = tmp_path_factory.mktemp("storage")
     env = isolated_env(root)
-    a = make_project(root / "a", env)
+    a = make_project(root / "a", env, tiny_qwen_dir)
     sh("dvc repro -q && git add -A && git commit -qm run", a, env)
     sh(f"git clone -q --bare {a} {root / 'origin.git'} && git remote add origin {root / 'origin.git'}", a, env)
     sh("git fetch -q origin && git branch -q -u origin/main", a, env)
