@@ -18,7 +18,7 @@ from score import Scorer
 LATENCY_ARTICLES = 32
 # The reference study's reading of the gap between the best probe and the fine-tuned model (its thresholds are
 # for a positive gap; a negative one means the probe scored better than the adapter on this split).
-GAP_VERDICTS = ((0.0, "the probe beats the fine-tuned baseline on this split"),
+GAP_VERDICTS = ((0.0, "the probe's MAE is below the fine-tuned baseline's"),
                 (0.1, "embeddings nearly match fine-tuning"),
                 (0.2, "embeddings give a partial improvement; fine-tuning keeps an edge"),
                 (float("inf"), "fine-tuning is recommended"))
@@ -283,8 +283,10 @@ def report(prepared, embeddings_dir, probes_dir, adapters_dir, metrics_dir, base
               f"- Not distinguishable from the best on this split (paired interval includes 0): "
               f"{', '.join(tied) if tied else 'none'}",
               "",
-              f"**Result:** the best gap to the measured baseline is {gap:+.3f} MAE: {verdict(gap)}. Against the "
-              f"study's reference value the same probe's gap would read "
+              f"**Result:** the best gap to the measured baseline is {gap:+.3f} MAE: {verdict(gap)}"
+              + (f"; its 95% interval {fmt_interval(ci[best]['gap'])} includes 0, so on this split the two are not "
+                 f"distinguishable" if ci[best]["gap"][0] <= 0 <= ci[best]["gap"][1] else "")
+              + f". Against the study's reference value the same probe's gap would read "
               f"{results[best]['mae'] - baseline['reference_mae']:+.3f}.", "", "## Recommendations", ""]
     lines += recommendations(results, order, dimensions, errors, truth, preds, params, embed_meta)
     lines += ["", "## Per-dimension results (top 3 and the baseline)", ""]
