@@ -29,6 +29,27 @@ def run_main(main):
         sys.exit(2)
 
 
+def registry_entry(registry, name, allowed_keys, params_path, kind, name_field, field):
+    """A copy of registry[name] (an embedder entry, a finetune profile), checked so that a typo fails with the
+    file and field before any model loads: the name exists, every key is allowed, `source` is a non-empty string."""
+    registry = registry or {}
+    if isinstance(name, str) and "." in name:
+        # DVC splits params paths at dots: `embedders.bge-v1.5` would be looked up as embedders -> bge-v1 -> 5.
+        raise InputError(params_path, f"{kind} name {name!r} contains '.': DVC cannot track it as a parameter; "
+                         f"use '_' or '-' instead", field=name_field)
+    if name not in registry:
+        raise InputError(params_path, f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}",
+                         field=name_field)
+    entry = dict(registry[name] or {})
+    unknown = set(entry) - set(allowed_keys)
+    if unknown:
+        raise InputError(params_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed_keys)}", field=field)
+    if not isinstance(entry.get("source"), str) or not entry["source"]:
+        raise InputError(params_path, "needs a source (hub id, local directory, package:<module> or a GGUF file)",
+                         field=field)
+    return entry
+
+
 def load_params(path):
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (SPLITS, InputError, load_params, load_split, run_main, write_bytes, write_json)
+from common import (SPLITS, InputError, load_params, load_split, registry_entry, run_main, write_bytes,
+                    write_json)
 from embedders import DTYPES, KINDS, load_embedder, model_input, token_counts
 
 ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize", "dtype", "device"}
@@ -14,17 +15,8 @@ ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize
 
 def embedder_config(params, model, params_path="params.yaml"):
     """The registry entry for `model`, checked so a typo fails here rather than deep inside a library."""
-    registry = params.get("embedders") or {}
-    if model not in registry:
-        raise InputError(params_path, f"unknown model {model!r}; known: {', '.join(sorted(registry))}",
-                         field="models")
-    config = dict(registry[model])
     field = f"embedders.{model}"
-    unknown = set(config) - ENTRY_KEYS
-    if unknown:
-        raise InputError(params_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(ENTRY_KEYS)}", field=field)
-    if not isinstance(config.get("source"), str) or not config["source"]:
-        raise InputError(params_path, "needs a source (hub id, local directory or package:<module>)", field=field)
+    config = registry_entry(params.get("embedders"), model, ENTRY_KEYS, params_path, "model", "models", field)
     if config.get("kind", KINDS[0]) not in KINDS:
         raise InputError(params_path, f"kind must be one of {KINDS}", field=field)
     if config.get("dtype", "auto") not in DTYPES:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (InputError, latency, load_params, load_schema, load_split, read_json, run_main,
-                    save_predictions, write_json)
+from common import (InputError, latency, load_params, load_schema, load_split, read_json, registry_entry,
+                    run_main, save_predictions, write_json)
 from embedders import choose_device, model_input, resolve_source
 
 TRUNCATION = ("head", "head+tail")
@@ -249,18 +249,9 @@ PROFILE_KEYS = set(inspect.signature(LoRARegressor.__init__).parameters) - {"sel
 def finetune_profile(params, params_path="params.yaml"):
     """(name, settings) of the profile named by finetune.profile, checked so a typo fails before any training."""
     section = params.get("finetune") or {}
-    name, profiles = section.get("profile"), section.get("profiles") or {}
-    if name not in profiles:
-        raise InputError(params_path, f"unknown profile {name!r}; known: {', '.join(sorted(profiles))}",
-                         field="finetune.profile")
-    settings = dict(profiles[name] or {})
-    field = f"finetune.profiles.{name}"
-    unknown = set(settings) - PROFILE_KEYS
-    if unknown:
-        raise InputError(params_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(PROFILE_KEYS)}", field=field)
-    if not isinstance(settings.get("source"), str) or not settings["source"]:
-        raise InputError(params_path, "needs a source (hub id, local directory, package or GGUF file)", field=field)
-    return name, settings
+    name = section.get("profile")
+    return name, registry_entry(section.get("profiles"), name, PROFILE_KEYS, params_path, "profile",
+                                "finetune.profile", f"finetune.profiles.{name}")
 
 
 def peak_memory_mb(device):

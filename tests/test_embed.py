@@ -154,3 +154,11 @@ def test_unknown_model_exits_non_zero_and_writes_nothing(tmp_path, prepared):
                              "--meta", tmp_path / "meta.json"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown model 'no-such-model'" in result.stderr
     assert not (tmp_path / "emb").exists() and not (tmp_path / "meta.json").exists()
+
+
+def test_a_registry_name_with_a_dot_is_refused(default_params):
+    """DVC splits params paths at dots, so `embedders.x.y` could never be tracked: refuse the name up front."""
+    assert all("." not in key for key in default_params["embedders"])        # the shipped registry obeys it
+    default_params["embedders"]["bge-v1.5"] = {"source": "BAAI/bge-large-en-v1.5"}
+    with pytest.raises(InputError, match="models: model name 'bge-v1.5' contains '.'"):
+        embedder_config(default_params, "bge-v1.5")

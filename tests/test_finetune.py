@@ -104,8 +104,10 @@ def test_stage_writes_the_adapter_predictions_and_dvclive_curves(tiny_pipeline):
     (lambda f: f["profiles"]["tiny"].update(learning_rate=0.1), "finetune.profiles.tiny", "unknown keys"),
     (lambda f: f["profiles"]["tiny"].pop("source"), "finetune.profiles.tiny", "needs a source"),
     (lambda f: f["profiles"]["tiny"].update(truncation="tail"), "finetune.profiles.tiny", "truncation must be"),
+    (lambda f: f.update(profile="qwen2.5"), "finetune.profile", "contains '.'"),
 ])
 def test_bad_profiles_are_refused_before_training(tiny_pipeline, tmp_path, change, field, message):
+    """Typos, unknown keys, a missing source, bad values, and dotted names (which DVC cannot track)."""
     from common import InputError
     from finetune import finetune
     root, params = tiny_pipeline
