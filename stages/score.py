@@ -21,15 +21,20 @@ from prepare import article_fields, claim_id
 from probes import load_probe
 
 
+def scoring_info(path, remedy):
+    """The scoring.json a probe or finetune stage writes beside its output: all that scoring needs, no params."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"missing: {remedy}")
+    return read_json(path)
+
+
 class Scorer:
     """An embedder (`encode`) and a probe head (`predict`), loaded from a probe stage's output folder."""
 
     def __init__(self, probe_dir, embedder=None):
         probe_dir = Path(probe_dir)
-        info_path = probe_dir.parent / "scoring.json"
-        if not info_path.is_file():
-            raise InputError(info_path, "missing: run the probe stage (or dvc pull) for this model")
-        info = read_json(info_path)
+        info = scoring_info(probe_dir.parent / "scoring.json", "run the probe stage (or dvc pull) for this model")
         self.model, self.dimensions = info["model"], info["dimensions"]
         self.probe = load_probe(probe_dir)
         self.embedder = embedder or load_embedder(info["embedder"])
@@ -48,10 +53,7 @@ class AdapterScorer:
     def __init__(self, adapter_dir):
         from finetune import LoRARegressor
         adapter_dir = Path(adapter_dir)
-        info_path = adapter_dir / "scoring.json"
-        if not info_path.is_file():
-            raise InputError(info_path, "missing: run the finetune stage (or dvc pull) for this profile")
-        info = read_json(info_path)
+        info = scoring_info(adapter_dir / "scoring.json", "run the finetune stage (or dvc pull) for this profile")
         self.profile, self.dimensions = info["profile"], info["dimensions"]
         self.regressor = LoRARegressor.load(adapter_dir)
 
