@@ -24,6 +24,17 @@ def selected_probes(params, params_path="params.yaml"):
     return [(name, dict(hyper.get(name) or {})) for name in names]
 
 
+def built_probes(chosen, score_range, seed, params_path):
+    """Every chosen probe built before any is fitted, so that a bad hyperparameter fails at once."""
+    built = []
+    for name, hyperparameters in chosen:
+        try:
+            built.append((name, build_probe(name, hyperparameters, score_range, seed)))
+        except (TypeError, ValueError) as err:
+            raise InputError(params_path, str(err), field=f"probes.{name}") from None
+    return built
+
+
 def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):
     chosen = selected_probes(params, params_path)
     embedder = (params.get("embedders") or {}).get(model)
@@ -42,11 +53,7 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     fit_report = {}
-    for name, hyperparameters in chosen:
-        try:
-            probe = build_probe(name, hyperparameters, schema["score_range"], int(params["seed"]))
-        except TypeError as err:
-            raise InputError(params_path, str(err), field=f"probes.{name}") from None
+    for name, probe in built_probes(chosen, schema["score_range"], int(params["seed"]), params_path):
         seconds = timed_fit(probe, X["train"], y["train"], X["val"], y["val"])
         probe.save(staging / name)
         save_predictions(staging / name / "test_predictions.npz", [r["id"] for r in splits["test"]],

@@ -89,19 +89,29 @@ class RidgeProbe(Probe):
 
 
 class MLPProbe(Probe):
-    """Torch MLP (ReLU, dropout), Adam on L1 loss, early stopping on validation MAE.
+    """Torch MLP (ReLU, dropout), Adam on a Huber (default) or L1 loss, early stopping on validation MAE.
 
-    The weights of the best validation epoch are kept by a deep copy: a shallow state_dict().copy()
-    would hold references to the live tensors and silently return the last epoch instead.
+    Huber rather than L1: L1's gradient is the sign of each residual, so an input change in the fourth decimal
+    flips it for the articles near zero residual and sends training down another path. Huber's gradient is
+    continuous (quadratic within `huber_delta` score units, L1 beyond). Measured on the sample's MiniLM
+    embeddings, seeds 42-51: bf16 instead of fp32 embeddings moved the test MAE by 0.0095 on average with L1,
+    0.0040 with Huber (delta 1); bf16 autocast 0.0126 vs 0.0034; fp32 MAE 1.108 vs 1.105 (sd over the seeds
+    0.018 vs 0.019). The weights of the best validation epoch are kept by a deep copy: a shallow
+    state_dict().copy() would hold references to the live tensors and silently return the last epoch instead.
     """
     kind = "mlp"
 
+    losses = ("huber", "l1")
+
     def __init__(self, hidden=(256, 128), dropout=0.2, lr=1e-3, epochs=100, patience=10, batch_size=64,
-                 weight_decay=0.0, score_range=(0.0, 10.0), seed=42):
+                 weight_decay=0.0, loss="huber", huber_delta=1.0, score_range=(0.0, 10.0), seed=42):
         super().__init__(score_range, seed)
         self.hidden, self.dropout, self.lr = [int(h) for h in hidden], float(dropout), float(lr)
         self.epochs, self.patience, self.batch_size = int(epochs), int(patience), int(batch_size)
         self.weight_decay = float(weight_decay)
+        if loss not in self.losses:
+            raise ValueError(f"loss must be one of {', '.join(self.losses)}, not {loss!r}")
+        self.loss, self.huber_delta = loss, float(huber_delta)
 
     def _network(self, n_in, n_out):
         import torch.nn as nn
@@ -123,7 +133,7 @@ class MLPProbe(Probe):
         self.n_in_, self.n_out_ = Xt.shape[1], yt.shape[1]
         self.network_ = net = self._network(self.n_in_, self.n_out_)
         optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = torch.nn.L1Loss()
+        loss_fn = torch.nn.HuberLoss(delta=self.huber_delta) if self.loss == "huber" else torch.nn.L1Loss()
         generator = torch.Generator().manual_seed(self.seed)
         best_mae, best_state, waited = float("inf"), None, 0
         self.history_ = []

@@ -81,15 +81,40 @@ def test_probe_selection_accepts_a_name_or_a_list(default_params):
         selected_probes(default_params)
 
 
-def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_params):
+def test_mlp_loss_is_a_hyperparameter_and_both_losses_learn():
+    X, y, Xv, yv, Xt, yt = linear_data()
+    preds = {}
+    for loss in ("huber", "l1"):
+        preds[loss] = MLPProbe(**FAST["mlp"], loss=loss).fit(X, y, Xv, yv).predict(Xt)
+        assert np.abs(preds[loss] - yt).mean() < np.abs(y.mean(axis=0) - yt).mean()
+    assert np.abs(preds["huber"] - preds["l1"]).max() > 1e-3
+
+
+def write_prepared_and_embeddings(root):
+    """A prepared folder and its embeddings from linear_data: the probe stage's inputs."""
     X, y, Xv, yv, Xt, yt = linear_data(k=2)
-    prepared, emb = tmp_path / "prepared", tmp_path / "emb"
+    prepared, emb = root / "prepared", root / "emb"
     prepared.mkdir(), emb.mkdir()
     for split, (Xs, ys) in {"train": (X, y), "val": (Xv, yv), "test": (Xt, yt)}.items():
         np.save(emb / f"{split}.npy", Xs)
         rows = [{"id": f"{split}{i}", "title": "", "text": "t", "labels": list(v)} for i, v in enumerate(ys)]
         (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (prepared / "schema.json").write_text(json.dumps({"dimensions": ["a", "b"], "score_range": [0, 10]}))
+    return prepared, emb, Xt
+
+
+@pytest.mark.parametrize("mlp, message", [({"loss": "mse"}, "loss must be one of huber, l1, not 'mse'"),
+                                          ({"hiden": [8]}, "unexpected keyword argument 'hiden'")])
+def test_probe_stage_names_the_field_of_a_bad_hyperparameter(tmp_path, default_params, mlp, message):
+    prepared, emb, _ = write_prepared_and_embeddings(tmp_path)
+    default_params["probes"] = {**FAST, "mlp": {**FAST["mlp"], **mlp}}
+    with pytest.raises(InputError, match=f"params.yaml: probes.mlp: .*{message}"):
+        fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()   # nothing fitted
+
+
+def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_params):
+    prepared, emb, Xt = write_prepared_and_embeddings(tmp_path)
     default_params["probes"] = FAST
     report = fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
     assert set(report) == {"ridge", "mlp", "lightgbm"}
