@@ -2,9 +2,11 @@
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,26 @@ def _atomic(path, write, mode):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+@contextmanager
+def staged_directory(out_dir):
+    """Yield `<out_dir>.partial` to build a whole output folder in; on success it replaces `out_dir`.
+
+    On failure the staging folder is removed and `out_dir` is left as it was: no half-written output survives,
+    and nothing already produced is lost.
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)   # left by a run that was killed
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
 
 
 def write_json(path, obj):

@@ -1,13 +1,11 @@
 """embed@<model>: encode the prepared splits with one frozen embedder; write float32 matrices and a meta file."""
 import argparse
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 
-from common import (SPLITS, InputError, load_params, load_split, registry_entry, run_main, write_bytes,
-                    write_json)
+from common import (SPLITS, InputError, load_params, load_split, registry_entry, run_main, staged_directory,
+                    write_bytes, write_json)
 from embedders import DTYPES, KINDS, load_embedder, model_input, token_counts
 
 ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize", "dtype", "device"}
@@ -39,13 +37,9 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     bounds = np.cumsum([0] + [len(texts[split]) for split in SPLITS])
     matrices = {split: matrix[bounds[i]:bounds[i + 1]] for i, split in enumerate(SPLITS)}
 
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for split, matrix in matrices.items():
-        write_bytes(staging / f"{split}.npy", lambda f, m=matrix: np.save(f, m))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with staged_directory(out_dir) as staging:
+        for split, matrix in matrices.items():
+            write_bytes(staging / f"{split}.npy", lambda f, m=matrix: np.save(f, m))
     n = len(all_texts)
     meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "device": embedder.device,
             "dtype": embedder.dtype, "texts": n, "tokens": tokens, "truncated_share": round(share, 4),

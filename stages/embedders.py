@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import staged_directory
+
 KINDS = ("sentence-transformers", "mean-pool")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -110,11 +112,8 @@ def gguf_folder(gguf_path):
     folder = conversion_cache() / "gguf" / f"{gguf_path.stem}-{digest.hexdigest()[:16]}"
     if (folder / "config.json").is_file():
         return str(folder)
-    import shutil
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     print(f"converting {gguf_path.name} to a transformers folder in {folder} (once)")
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
@@ -122,10 +121,9 @@ def gguf_folder(gguf_path):
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with staged_directory(folder) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return str(folder)
 
 

@@ -17,14 +17,13 @@ import copy
 import inspect
 import math
 import resource
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import (InputError, latency, load_params, load_schema, load_split, read_json, registry_entry,
-                    run_main, save_predictions, write_json)
+from common import (SPLITS, InputError, latency, load_params, load_schema, load_split, read_json, registry_entry,
+                    run_main, save_predictions, staged_directory, write_json)
 from embedders import choose_device, model_input, resolve_source
 
 TRUNCATION = ("head", "head+tail")
@@ -267,7 +266,7 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
     from dvclive import Live
     name, settings = finetune_profile(params, params_path)
     schema = load_schema(prepared_dir)
-    splits = {s: load_split(prepared_dir, s) for s in ("train", "val", "test")}
+    splits = {s: load_split(prepared_dir, s) for s in SPLITS}
     texts = {s: [model_input(r) for r in rows] for s, rows in splits.items()}
     y = {s: np.array([r["labels"] for r in rows], dtype=np.float64) for s, rows in splits.items()}
     try:
@@ -275,12 +274,9 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
     except (TypeError, ValueError) as err:
         raise InputError(params_path, str(err), field=f"finetune.profiles.{name}") from None
 
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     # DVCLive writes metrics.json and plots/metrics/**.tsv; no dvc.yaml of its own and no experiment: the stage
     # declares these files, and `dvc exp run` makes the experiment.
-    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live:
+    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
         def on_step(record):
             live.log_metric("train/loss", record["loss"])
             live.log_metric("train/lr", record["lr"])
@@ -311,8 +307,6 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
             "test_seconds": round(test_seconds, 2),
             "latency_ms": {"single": round(1000 * timing["single"], 2), "batched": round(1000 * timing["batched"], 2)},
             **peak_memory_mb(regressor.device_)})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
     return live.summary
 
 

@@ -7,12 +7,11 @@ and writes {"id", "title", "text", "labels"} per split, plus schema.json (dimens
 """
 import argparse
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from common import (SPLITS, InputError, load_params, read_jsonl, run_main, write_json, write_jsonl)
+from common import SPLITS, InputError, load_params, read_jsonl, run_main, staged_directory, write_json, write_jsonl
 
 
 def article_fields(number, obj, path):
@@ -153,15 +152,10 @@ def prepare(raw, out_dir, metrics_path, params, params_path="params.yaml"):
         if len(rows) < 2:
             raise InputError(raw, f"only {len(rows)} records would go to {split}; need at least 2")
 
-    # Build the whole output beside the target, then swap it in: no half-written split survives a failure.
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for split, rows in splits.items():
-        write_jsonl(staging / f"{split}.jsonl", rows)
-    write_json(staging / "schema.json", {"dimensions": dimensions, "score_range": score_range})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with staged_directory(out_dir) as staging:
+        for split, rows in splits.items():
+            write_jsonl(staging / f"{split}.jsonl", rows)
+        write_json(staging / "schema.json", {"dimensions": dimensions, "score_range": score_range})
     write_json(metrics_path, {"dimensions": len(dimensions), "score_range": score_range,
                               **{split: split_stats(rows, dimensions) for split, rows in splits.items()}})
     return splits, dimensions, score_range

@@ -4,13 +4,12 @@ The output folder also holds scoring.json (the embedder's registry entry, dimens
 that stages/score.py can score new articles from this folder alone.
 """
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from common import (InputError, as_list, check_names, load_params, load_schema, load_split, run_main,
-                    save_predictions, write_json)
+from common import (SPLITS, InputError, as_list, check_names, load_params, load_schema, load_split, run_main,
+                    save_predictions, staged_directory, write_json)
 from probes import PROBES, build_probe, timed_fit
 
 
@@ -41,7 +40,7 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
     if not embedder:
         raise InputError(params_path, f"no registry entry for model {model!r}", field=f"embedders.{model}")
     schema = load_schema(prepared_dir)
-    splits = {s: load_split(prepared_dir, s) for s in ("train", "val", "test")}
+    splits = {s: load_split(prepared_dir, s) for s in SPLITS}
     X = {s: np.load(Path(embeddings_dir) / f"{s}.npy") for s in splits}
     y = {s: np.array([r["labels"] for r in rows]) for s, rows in splits.items()}
     for s in splits:
@@ -49,21 +48,18 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
             raise InputError(Path(embeddings_dir) / f"{s}.npy",
                              f"{len(X[s])} rows for {len(y[s])} records: re-run embed")
 
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     fit_report = {}
-    for name, probe in built_probes(chosen, schema["score_range"], int(params["seed"]), params_path):
-        seconds = timed_fit(probe, X["train"], y["train"], X["val"], y["val"])
-        probe.save(staging / name)
-        save_predictions(staging / name / "test_predictions.npz", [r["id"] for r in splits["test"]],
-                         probe.predict(X["test"]))
-        fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info()}
-        print(f"probe {name}: {fit_report[name]}")
-    write_json(staging / "scoring.json", {"model": model, "embedder": embedder, "dimensions": schema["dimensions"],
-                                          "score_range": schema["score_range"]})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    probes = built_probes(chosen, schema["score_range"], int(params["seed"]), params_path)
+    with staged_directory(out_dir) as staging:
+        for name, probe in probes:
+            seconds = timed_fit(probe, X["train"], y["train"], X["val"], y["val"])
+            probe.save(staging / name)
+            save_predictions(staging / name / "test_predictions.npz", [r["id"] for r in splits["test"]],
+                             probe.predict(X["test"]))
+            fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info()}
+            print(f"probe {name}: {fit_report[name]}")
+        write_json(staging / "scoring.json", {"model": model, "embedder": embedder,
+                                              "dimensions": schema["dimensions"], "score_range": schema["score_range"]})
     write_json(fit_metrics_path, fit_report)
     return fit_report
 
