@@ -57,8 +57,8 @@ class LoRARegressor:
                  target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                  modules_to_save=("score",),
                  max_tokens=512, truncation="head", epochs=3, batch_size=8, grad_accumulation=1, lr=2e-5,
-                 warmup_steps=0, max_grad_norm=1.0, gradient_checkpointing=False, device="auto", dtype="auto",
-                 seed=42, score_range=(0.0, 10.0)):
+                 warmup_steps=0, max_grad_norm=1.0, gradient_checkpointing=False, eval_steps=0, device="auto",
+                 dtype="auto", seed=42, score_range=(0.0, 10.0)):
         self.source, self.r, self.alpha, self.dropout = source, int(r), int(alpha), float(dropout)
         # LoRA on target_modules; modules_to_save are trained in full (the new regression head, "score").
         self.target_modules, self.modules_to_save = list(target_modules), list(modules_to_save)
@@ -66,6 +66,11 @@ class LoRARegressor:
         self.epochs, self.batch_size, self.grad_accumulation = int(epochs), int(batch_size), int(grad_accumulation)
         self.lr, self.warmup_steps, self.max_grad_norm = float(lr), int(warmup_steps), float(max_grad_norm)
         self.gradient_checkpointing, self.device, self.seed = bool(gradient_checkpointing), device, int(seed)
+        # Validation after every epoch, and also every `eval_steps` optimiser steps when above 0: on long runs the
+        # best adapter is then picked between epochs too.
+        self.eval_steps = int(eval_steps)
+        if self.eval_steps < 0:
+            raise ValueError(f"eval_steps must be 0 (each epoch only) or a number of steps, not {eval_steps!r}")
         self.dtype, self.score_range = dtype, tuple(score_range)
         if truncation not in TRUNCATION:
             raise ValueError(f"truncation must be one of {TRUNCATION}, not {truncation!r}")
@@ -147,9 +152,9 @@ class LoRARegressor:
 
     # --- estimator ---------------------------------------------------------------------------------------
 
-    def fit(self, texts, y, val_texts, y_val, on_step=None, on_epoch=None):
-        """Train; keep the adapter of the epoch with the lowest validation MAE. For logging, on_step(record) is
-        called after each optimiser step and on_epoch(record) after each epoch."""
+    def fit(self, texts, y, val_texts, y_val, on_step=None, on_validation=None, on_epoch=None):
+        """Train; keep the adapter with the lowest validation MAE. For logging, on_step(record) is called after
+        each optimiser step, on_validation(record) after each validation, on_epoch(record) after each epoch."""
         import torch
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
         torch.manual_seed(self.seed)
@@ -172,8 +177,21 @@ class LoRARegressor:
                                                                                      total_steps))
         generator = np.random.default_rng(self.seed)
         train_ids, val_ids = self._token_ids(texts), self._token_ids(val_texts)
-        self.history_, best_mae, best_state = [], float("inf"), None
+        self.history_, self.validations_, self.best_val_mae_, step = [], [], float("inf"), 0
         start = time.perf_counter()
+
+        def validate(epoch):
+            val_mae = float(np.abs(self._unscale(self._raw(val_ids)) - y_val).mean())
+            record = {"step": step, "epoch": epoch, "val_mae": val_mae, "seconds": time.perf_counter() - start}
+            self.validations_.append(record)
+            if on_validation:
+                on_validation(record)
+            if val_mae < self.best_val_mae_:
+                self.best_val_mae_, self.best_step_, self.best_epoch_ = val_mae, step, epoch
+                self._best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
+            self.model_.train()
+            return val_mae
+
         for epoch in range(1, self.epochs + 1):
             self.model_.train()
             losses, step_losses = [], []
@@ -190,22 +208,21 @@ class LoRARegressor:
                     optimiser.step()
                     schedule.step()
                     optimiser.zero_grad()
+                    step += 1
                     step_losses.append(float(np.mean(losses[-self.grad_accumulation:])))
                     if on_step:
-                        on_step({"epoch": epoch, "loss": step_losses[-1], "lr": lr,
+                        on_step({"step": step, "epoch": epoch, "loss": step_losses[-1], "lr": lr,
                                  "seconds": time.perf_counter() - start})
-            val_mae = float(np.abs(self._unscale(self._raw(val_ids)) - y_val).mean())
-            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val_mae,
+                    if self.eval_steps and step % self.eval_steps == 0 and i + 1 < len(batches):
+                        validate(epoch)
+            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": validate(epoch),
                       "step_losses": step_losses, "seconds": time.perf_counter() - start}
             self.history_.append(record)
             if on_epoch:
                 on_epoch(record)
-            if val_mae < best_mae:
-                best_mae, self.best_epoch_ = val_mae, epoch
-                best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
-        set_peft_model_state_dict(self.model_, best_state)
-        self.best_val_mae_, self.fit_seconds_ = best_mae, time.perf_counter() - start
-        self.steps_ = sum(len(r["step_losses"]) for r in self.history_)
+        set_peft_model_state_dict(self.model_, self._best_state)
+        del self._best_state
+        self.fit_seconds_, self.steps_ = time.perf_counter() - start, step
         return self
 
     def _unscale(self, raw):
@@ -221,7 +238,8 @@ class LoRARegressor:
         self.model_.save_pretrained(directory)
         write_json(directory / "regressor.json", {
             "params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
-            "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_val_mae": self.best_val_mae_})
+            "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_step": self.best_step_,
+            "best_val_mae": self.best_val_mae_})
 
     @classmethod
     def load(cls, directory):
@@ -234,6 +252,7 @@ class LoRARegressor:
         regressor.n_outputs_ = info["n_outputs"]
         regressor.mean_, regressor.std_ = np.array(info["mean"]), np.array(info["std"])
         regressor.best_epoch_, regressor.best_val_mae_ = info["best_epoch"], info["best_val_mae"]
+        regressor.best_step_ = info.get("best_step")
         base = regressor._load_base(regressor.n_outputs_)
         regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
         return regressor
@@ -282,12 +301,15 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
             live.log_metric("train/lr", record["lr"])
             live.next_step()
 
-        def on_epoch(record):
+        def on_validation(record):
             live.log_metric("val/mae", record["val_mae"])
+
+        def on_epoch(record):
             print(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
                   f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)", flush=True)
 
-        regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step, on_epoch=on_epoch)
+        regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
+                      on_validation=on_validation, on_epoch=on_epoch)
         start = time.perf_counter()
         predictions = regressor.predict(texts["test"])
         test_seconds = time.perf_counter() - start
@@ -301,7 +323,8 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
         live.summary.update({
             "profile": name, "base": settings["source"], "device": regressor.device_, "dtype": regressor.dtype_,
             "trainable_parameters": int(sum(p.numel() for p in regressor.model_.parameters() if p.requires_grad)),
-            "best_epoch": regressor.best_epoch_, "best_val_mae": regressor.best_val_mae_,
+            "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
+            "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),
             "steps": regressor.steps_, "fit_seconds": round(regressor.fit_seconds_, 1),
             "seconds_per_step": round(regressor.fit_seconds_ / max(1, regressor.steps_), 3),
             "test_seconds": round(test_seconds, 2),
@@ -318,7 +341,8 @@ def main():
     parser.add_argument("--live", required=True, help="DVCLive directory (metrics.json, plots/metrics)")
     args = parser.parse_args()
     summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
-    print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}), "
+    print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
+          f"step {summary['best_step']}; {summary['validations']} validations), "
           f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
 
 

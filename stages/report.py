@@ -199,7 +199,7 @@ def write_pngs(plots_dir, results, order, tuned, dimensions, truth, preds, error
     left.set_title("training loss (MSE, standardised targets)", fontsize=9)
     val = np.loadtxt(Path(live_dir) / "plots/metrics/val/mae.tsv", delimiter="\t", skiprows=1, ndmin=2)
     right.plot(val[:, 0], val[:, 1], marker="o")
-    right.set_xlabel("optimiser step (end of each epoch)")
+    right.set_xlabel("optimiser step")
     right.set_title("validation MAE", fontsize=9)
     fig.suptitle(f"Fine-tuning curves: {tuned[1]}")
     fig.tight_layout()

@@ -170,7 +170,7 @@ def tiny_pipeline(tmp_path_factory, tiny_bert_dir, tiny_qwen_dir):
     params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
     params.update(models=["tiny"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
                                            "lightgbm": {"n_estimators": 30}})
-    params["finetune"] = {"profile": "tiny", "profiles": {"tiny": tiny_finetune_profile(tiny_qwen_dir)}}
+    params["finetune"] = {"profile": "tiny", "profiles": {"tiny": tiny_finetune_profile(tiny_qwen_dir, eval_steps=3)}}
     prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
     embed("tiny", root / "prepared", root / "emb" / "tiny", root / "meta" / "tiny.json", params)
     fit_probes("tiny", root / "prepared", root / "emb" / "tiny", root / "probes" / "tiny", root / "fit" / "tiny.json",

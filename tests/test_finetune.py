@@ -53,6 +53,23 @@ def test_lora_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_qwen_dir, d
     assert np.abs(predictions - y_val).mean() == pytest.approx(model.best_val_mae_, abs=1e-5)
 
 
+def test_validation_every_n_steps_keeps_the_best_adapter_between_epochs(tiny_qwen_dir, data):
+    texts, y, val_texts, y_val = data                      # 32 texts, batch 8: 4 steps an epoch
+    seen = []
+    model = tiny_regressor(tiny_qwen_dir, epochs=2, eval_steps=3).fit(texts, y, val_texts, y_val,
+                                                                      on_validation=seen.append)
+    # Every 3 steps and at each epoch's end (step 4 and 8), never twice at one step.
+    assert [(v["step"], v["epoch"]) for v in model.validations_] == [(3, 1), (4, 1), (6, 2), (8, 2)]
+    assert seen == model.validations_ and model.steps_ == 8
+    maes = [v["val_mae"] for v in model.validations_]
+    assert len(set(maes)) == 4 and model.best_val_mae_ == min(maes)
+    assert model.best_step_ == model.validations_[maes.index(min(maes))]["step"]
+    assert [h["val_mae"] for h in model.history_] == [maes[1], maes[3]]
+    assert np.abs(model.predict(val_texts) - y_val).mean() == pytest.approx(model.best_val_mae_, abs=1e-5)
+    with pytest.raises(ValueError, match="eval_steps must be 0"):
+        tiny_regressor(tiny_qwen_dir, eval_steps=-1)
+
+
 def test_adapter_save_reload_and_predict_are_identical(tiny_qwen_dir, data, tmp_path):
     texts, y, val_texts, y_val = data
     model = tiny_regressor(tiny_qwen_dir, epochs=1).fit(texts, y, val_texts, y_val)
@@ -89,10 +106,14 @@ def test_stage_writes_the_adapter_predictions_and_dvclive_curves(tiny_pipeline):
     loss = (root / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     val = (root / "live" / "plots" / "metrics" / "val" / "mae.tsv").read_text().splitlines()
     assert loss[0].split("\t") == ["step", "loss"] and len(loss) - 1 == summary["steps"]
-    epochs = params["finetune"]["profiles"]["tiny"]["epochs"]
-    val_maes = [float(line.split("\t")[1]) for line in val[1:]]
-    assert len(val_maes) == epochs and summary["best_val_mae"] == pytest.approx(min(val_maes))
-    assert summary["best_epoch"] == 1 + val_maes.index(min(val_maes))
+    # eval_steps 3: a validation every 3 steps and at each epoch's end, each logged at its step.
+    val_rows = [line.split("\t") for line in val[1:]]
+    val_steps, val_maes = [int(s) for s, _ in val_rows], [float(m) for _, m in val_rows]
+    epochs, steps = params["finetune"]["profiles"]["tiny"]["epochs"], summary["steps"]
+    epoch_ends = {steps // epochs * e for e in range(1, epochs + 1)}
+    assert val_steps == sorted(set(range(3, steps, 3)) | epoch_ends) and len(val_steps) == summary["validations"]
+    assert summary["best_val_mae"] == pytest.approx(min(val_maes))
+    assert summary["best_step"] == val_steps[val_maes.index(min(val_maes))]
     assert summary["device"] == "cpu" and summary["dtype"] == "float32" and summary["profile"] == "tiny"
     assert summary["latency_ms"]["single"] > 0 and summary["fit_seconds"] > 0 and summary["peak_rss_mb"] > 0
     assert json.loads((adapter / "scoring.json").read_text())["dimensions"] == \
