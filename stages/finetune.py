@@ -342,7 +342,7 @@ def main():
     args = parser.parse_args()
     summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
     print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
-          f"step {summary['best_step']}; {summary['validations']} validations), "
+          f"step {summary['best_step']}; validated {summary['validations']}x), "
           f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
 
 
