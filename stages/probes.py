@@ -139,15 +139,15 @@ class MLPProbe(Probe):
         self.history_ = []
         for epoch in range(1, self.epochs + 1):
             net.train()
-            total = 0.0
+            abs_error = 0.0   # the training MAE of the batches as trained (dropout on), whatever the loss
             for batch in torch.randperm(len(Xt), generator=generator).split(self.batch_size):
                 optimiser.zero_grad()
-                loss = loss_fn(net(Xt[batch]), yt[batch])
-                loss.backward()
+                predicted = net(Xt[batch])
+                loss_fn(predicted, yt[batch]).backward()
                 optimiser.step()
-                total += loss.item() * len(batch)
+                abs_error += (predicted.detach() - yt[batch]).abs().mean().item() * len(batch)
             val_mae = float(np.abs(self._forward(Xv) - yv).mean())
-            self.history_.append({"epoch": epoch, "train_mae": total / len(Xt), "val_mae": val_mae})
+            self.history_.append({"epoch": epoch, "train_mae": abs_error / len(Xt), "val_mae": val_mae})
             if val_mae < best_mae:
                 best_mae, best_state, waited = val_mae, copy.deepcopy(net.state_dict()), 0
                 self.best_epoch_ = epoch

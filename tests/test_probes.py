@@ -90,6 +90,14 @@ def test_mlp_loss_is_a_hyperparameter_and_both_losses_learn():
     assert np.abs(preds["huber"] - preds["l1"]).max() > 1e-3
 
 
+def test_mlp_history_records_the_training_mae_not_the_loss():
+    # lr 0 and no dropout: the network never changes, so each epoch's training MAE is its MAE on X.
+    X, y, Xv, yv, _, _ = linear_data()
+    probe = MLPProbe(hidden=[8], dropout=0.0, lr=0.0, epochs=2, patience=5, loss="huber").fit(X, y, Xv, yv)
+    assert [h["train_mae"] for h in probe.history_] == pytest.approx([np.abs(probe._predict_raw(X) - y).mean()] * 2,
+                                                                     rel=1e-5)
+
+
 def write_prepared_and_embeddings(root):
     """A prepared folder and its embeddings from linear_data: the probe stage's inputs."""
     X, y, Xv, yv, Xt, yt = linear_data(k=2)
