@@ -177,18 +177,18 @@ class LoRARegressor:
                                                                                      total_steps))
         generator = np.random.default_rng(self.seed)
         train_ids, val_ids = self._token_ids(texts), self._token_ids(val_texts)
-        self.history_, self.validations_, self.best_val_mae_, step = [], [], float("inf"), 0
+        self.history_, self.validations_, best_state, step = [], [], None, 0
         start = time.perf_counter()
 
         def validate(epoch):
+            nonlocal best_state
             val_mae = float(np.abs(self._unscale(self._raw(val_ids)) - y_val).mean())
             record = {"step": step, "epoch": epoch, "val_mae": val_mae, "seconds": time.perf_counter() - start}
+            if val_mae < min((v["val_mae"] for v in self.validations_), default=float("inf")):
+                best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
             self.validations_.append(record)
             if on_validation:
                 on_validation(record)
-            if val_mae < self.best_val_mae_:
-                self.best_val_mae_, self.best_step_, self.best_epoch_ = val_mae, step, epoch
-                self._best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
             self.model_.train()
             return val_mae
 
@@ -220,8 +220,9 @@ class LoRARegressor:
             self.history_.append(record)
             if on_epoch:
                 on_epoch(record)
-        set_peft_model_state_dict(self.model_, self._best_state)
-        del self._best_state
+        set_peft_model_state_dict(self.model_, best_state)
+        best = min(self.validations_, key=lambda v: v["val_mae"])   # the first of equal minima: the state kept
+        self.best_val_mae_, self.best_step_, self.best_epoch_ = best["val_mae"], best["step"], best["epoch"]
         self.fit_seconds_, self.steps_ = time.perf_counter() - start, step
         return self
 
