@@ -1,6 +1,12 @@
-"""Compare metrics files in the workspace with their committed version; exit 1 when a number moved.
+"""Compare metrics files in the workspace with their committed version; exit 1 when a number moved too far.
 
-usage: python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes [--tolerance 1e-4]
+usage: python .ci/check_metrics.py --against HEAD --tolerances .ci/tolerances.yaml \
+           metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json
+
+The hardware signature of a run (device, instruction set, precision of each embedder and of the adapter) is
+`hardware` in metrics/summary.json. When the workspace's signature equals the committed one, every number must
+be equal. When it differs, each quality metric may move by its tolerance in the tolerances file, measured
+between precisions and instruction sets; numbers without a tolerance (counts, data statistics) must be equal.
 Only quality metrics belong here: timing files change on every run by nature.
 """
 import argparse
@@ -8,6 +14,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 
 def numbers(obj, prefix=""):
@@ -23,27 +31,56 @@ def committed(rev, path):
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--against", default="HEAD")
-    parser.add_argument("--tolerance", type=float, default=1e-4)
-    parser.add_argument("paths", nargs="+")
-    args = parser.parse_args()
-    files = [f for p in map(Path, args.paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
+def tolerance(key, tolerances):
+    """A metric's tolerance: by its name (mae, rmse, ...) within its group (per_dimension or overall); 0 if none."""
+    parts = key.split(".")
+    group = "per_dimension" if "per_dimension" in parts else "overall"
+    return float((tolerances.get(group) or {}).get(parts[-1], 0.0))
+
+
+def describe(signature):
+    return json.dumps(signature, sort_keys=True) if signature else "none recorded"
+
+
+def compare(files, against, signature_file, tolerances):
+    """(lines describing the comparison, problems): every number of `files` against its committed value."""
+    here = json.loads(Path(signature_file).read_text()).get("hardware")
+    there = (committed(against, Path(signature_file).as_posix()) or {}).get("hardware")
+    same = here is not None and here == there
+    lines = [f"hardware of this run:       {describe(here)}", f"hardware of {against} (committed): {describe(there)}",
+             "same hardware: numbers must be equal" if same else
+             "different hardware: numbers may move within the measured tolerances"]
     problems = []
     for f in files:
-        old = committed(args.against, f.as_posix())
+        old = committed(against, f.as_posix())
         if old is None:
-            problems.append(f"{f}: not committed at {args.against}")
+            problems.append(f"{f}: not committed at {against}")
             continue
         new, old = dict(numbers(json.loads(f.read_text()))), dict(numbers(old))
         for key in sorted(set(new) | set(old)):
             if key not in new or key not in old:
-                problems.append(f"{f}: {key} only in {'workspace' if key in new else args.against}")
-            elif abs(new[key] - old[key]) > args.tolerance:
-                problems.append(f"{f}: {key} committed {old[key]:.6f}, produced {new[key]:.6f}")
+                problems.append(f"{f}: {key} only in {'workspace' if key in new else against}")
+                continue
+            allowed = 0.0 if same else tolerance(key, tolerances)
+            if abs(new[key] - old[key]) > allowed:
+                problems.append(f"{f}: {key} committed {old[key]:.6f}, produced {new[key]:.6f} "
+                                f"(change {new[key] - old[key]:+.6f}, tolerance {allowed:g})")
+    return lines, problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", default="HEAD")
+    parser.add_argument("--tolerances", default=str(Path(__file__).with_name("tolerances.yaml")))
+    parser.add_argument("--signature", default="metrics/summary.json", help="the metrics file holding `hardware`")
+    parser.add_argument("paths", nargs="+")
+    args = parser.parse_args()
+    files = [f for p in map(Path, args.paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
+    tolerances = yaml.safe_load(Path(args.tolerances).read_text())["tolerances"]
+    lines, problems = compare(files, args.against, args.signature, tolerances)
+    print("\n".join(lines))
     print(f"checked {len(files)} metrics files against {args.against}: "
-          + ("stale or changed numbers:\n  " + "\n  ".join(problems) if problems else "all numbers match"))
+          + ("numbers outside their tolerance:\n  " + "\n  ".join(problems) if problems else "all numbers match"))
     sys.exit(1 if problems else 0)
 
 

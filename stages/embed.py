@@ -6,7 +6,8 @@ import numpy as np
 
 from common import (SPLITS, InputError, load_params, load_split, registry_entry, run_main, staged_directory,
                     write_bytes, write_json)
-from embedders import DTYPES, KINDS, load_embedder, model_input, token_counts
+from embedders import KINDS, load_embedder, model_input, token_counts
+from hardware import DTYPES
 
 ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "batch_size", "normalize", "dtype", "device"}
 
@@ -42,7 +43,7 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
             write_bytes(staging / f"{split}.npy", lambda f, m=matrix: np.save(f, m))
     n = len(all_texts)
     meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "device": embedder.device,
-            "dtype": embedder.dtype, "texts": n, "tokens": tokens, "truncated_share": round(share, 4),
+            "dtype": embedder.dtype, "hardware": embedder.hardware, "texts": n, "tokens": tokens, "truncated_share": round(share, 4),
             "seconds": round(seconds, 3), "texts_per_second": round(n / seconds, 2) if seconds > 0 else None,
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None}
     # Timing lives in a separate file: the matrices stay byte-identical run to run, so an unchanged

@@ -8,55 +8,22 @@ An entry says where the weights are (`source`) and how to encode:
               last hidden state: the frozen-LLM embedder)
   prefix:     prepended to every text ("query: " for e5)
   max_tokens: inputs are cut to this many tokens, keeping the head
-  dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto picks
-              bfloat16 where the hardware computes it natively (CUDA with bf16 support, x86 CPUs with
-              AVX512-BF16 or AMX), float32 otherwise. Embeddings are always returned as float32.
+  dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto follows
+              hardware.choose_dtype (bfloat16 only where native). Embeddings are always returned as float32.
   device:     auto (default: CUDA when present) | cpu | cuda | cuda:N
   batch_size, normalize
 """
 import importlib
 import importlib.util
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from common import staged_directory
+from hardware import choose_device, choose_dtype, signature
 
 KINDS = ("sentence-transformers", "mean-pool")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16); elsewhere bf16 is emulated
-    and slower than float32."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
-
-
-def choose_device(device="auto"):
-    import torch
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def choose_dtype(dtype, device):
-    """The dtype name a model runs in on `device`: `auto` resolves to bfloat16 where it is native, else float32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-    if dtype != "auto":
-        return dtype
-    import torch
-    if device.startswith("cuda"):
-        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    else:
-        native = cpu_has_native_bf16()
-    return "bfloat16" if native else "float32"
 
 
 def resolve_source(source):
@@ -145,6 +112,7 @@ class SentenceTransformerEmbedder:
         self.prefix, self.batch_size, self.normalize = prefix, batch_size, normalize
         self.device = choose_device(device)
         self.dtype = choose_dtype(dtype, self.device)
+        self.hardware = signature(self.device, self.dtype)
         self.model = SentenceTransformer(resolve_source(source), device=self.device,
                                          model_kwargs={"dtype": getattr(torch, self.dtype)})
         self.model.max_seq_length = max_tokens
@@ -174,6 +142,7 @@ class MeanPoolEmbedder:
         path = resolve_source(source)
         self.device = choose_device(device)
         self.dtype = choose_dtype(dtype, self.device)
+        self.hardware = signature(self.device, self.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

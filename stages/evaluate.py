@@ -71,7 +71,23 @@ def candidates(params):
     return [(model, probe) for model in as_list(params.get("models")) for probe in as_list(params.get("probe"))]
 
 
-def evaluate(prepared_dir, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, params):
+def hardware(embed_meta_dir, finetune_metrics, params):
+    """Where the numbers were computed, as the embed and finetune stages recorded it: {embed: {model: signature},
+    finetune: signature}. A change here in `dvc metrics diff` says a change of numbers is a change of machine."""
+    signatures = {"embed": {}}
+    for model in as_list(params.get("models")):
+        meta_path = Path(embed_meta_dir) / f"{model}.json"
+        if not meta_path.is_file():
+            raise InputError(meta_path, "embed metrics missing: run `dvc repro` (or `dvc pull`) for this model")
+        signatures["embed"][model] = read_json(meta_path).get("hardware")
+    if not Path(finetune_metrics).is_file():
+        raise InputError(finetune_metrics, "finetune metrics missing: run `dvc repro` (or `dvc pull`)")
+    signatures["finetune"] = read_json(finetune_metrics).get("hardware")
+    return signatures
+
+
+def evaluate(prepared_dir, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, params,
+             embed_meta_dir, finetune_metrics):
     schema = load_schema(prepared_dir)
     test = load_split(prepared_dir, "test")
     truth = np.array([r["labels"] for r in test])
@@ -91,7 +107,7 @@ def evaluate(prepared_dir, probes_dir, adapters_dir, metrics_dir, baseline_path,
     row = lambda m: {k: m[k] for k in ("mae", "rmse", "spearman", "gap")}
     summary = {"baseline": {k: v for k, v in baseline.items() if k != "per_dimension"},
                "best": {"model": best[0], "probe": best[1], **row(results[best])},
-               "candidates": {}}
+               "candidates": {}, "hardware": hardware(embed_meta_dir, finetune_metrics, params)}
     for (model, probe), metrics in results.items():
         summary["candidates"].setdefault(model, {})[probe] = row(metrics)
     write_json(summary_path, summary)
@@ -107,9 +123,11 @@ def main():
     parser.add_argument("--metrics-dir", required=True, help="directory for <model>/<probe>.json")
     parser.add_argument("--baseline", required=True, help="JSON file for the fine-tuned baseline's metrics")
     parser.add_argument("--summary", required=True, help="JSON file with one entry per candidate")
+    parser.add_argument("--embed-meta", required=True, help="directory of the embed stages' <model>.json")
+    parser.add_argument("--finetune-metrics", required=True, help="the finetune stage's metrics.json")
     args = parser.parse_args()
     summary = evaluate(args.prepared, args.probes, args.adapters, args.metrics_dir, args.baseline, args.summary,
-                       load_params(args.params))
+                       load_params(args.params), args.embed_meta, args.finetune_metrics)
     b = summary["baseline"]
     print(f"{'baseline: ' + b['profile']:43s} MAE {b['mae']:.4f}  RMSE {b['rmse']:.4f}  Spearman {b['spearman']:.4f}"
           f"  (reference {b['reference_mae']:.2f})")

@@ -24,10 +24,10 @@ import numpy as np
 
 from common import (SPLITS, InputError, latency, load_params, load_schema, load_split, read_json, registry_entry,
                     run_main, save_predictions, staged_directory, write_json)
-from embedders import choose_device, model_input, resolve_source
+from embedders import model_input, resolve_source
+from hardware import MIXED_DTYPES, choose_device, choose_dtype, signature
 
 TRUNCATION = ("head", "head+tail")
-DTYPES = ("auto", "float32", "bfloat16")
 
 
 def truncate_ids(ids, max_tokens, policy="head"):
@@ -74,8 +74,8 @@ class LoRARegressor:
         self.dtype, self.score_range = dtype, tuple(score_range)
         if truncation not in TRUNCATION:
             raise ValueError(f"truncation must be one of {TRUNCATION}, not {truncation!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+        if dtype not in MIXED_DTYPES:
+            raise ValueError(f"dtype must be one of {MIXED_DTYPES}, not {dtype!r}")
 
     def get_params(self):
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
@@ -87,14 +87,10 @@ class LoRARegressor:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         path = resolve_source(self.source)
         self.device_ = choose_device(self.device)
-        # auto: bf16 mixed precision on CUDA devices that support it, fp32 elsewhere. "bfloat16" forces mixed
-        # precision (with AVX512-BF16 a CPU step ran 1.6x faster here). Weights stay fp32 either way:
-        # the LoRA matrices and the head are updated in full precision, only the matmuls run in bf16.
-        if self.dtype == "auto":
-            cuda_bf16 = self.device_.startswith("cuda") and torch.cuda.is_bf16_supported()
-            self.dtype_ = "bfloat16" if cuda_bf16 else "float32"
-        else:
-            self.dtype_ = self.dtype
+        # auto: bf16 mixed precision where bf16 is native (hardware.choose_dtype), fp32 elsewhere. Weights stay
+        # fp32 either way: the LoRA matrices and the head are updated in full precision, only matmuls run in bf16.
+        self.dtype_ = choose_dtype(self.dtype, self.device_, field="finetune dtype")
+        self.hardware_ = signature(self.device_, self.dtype_)
         self.tokenizer_ = AutoTokenizer.from_pretrained(path)
         if self.tokenizer_.pad_token_id is None:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token
@@ -243,11 +239,13 @@ class LoRARegressor:
             "best_val_mae": self.best_val_mae_})
 
     @classmethod
-    def load(cls, directory):
+    def load(cls, directory, **overrides):
+        """The saved regressor; `overrides` replace saved settings that do not change the weights (dtype, device:
+        a scorer picks its own precision for the machine it runs on)."""
         from peft import PeftModel
         directory = Path(directory)
         info = read_json(directory / "regressor.json")
-        params = info["params"]
+        params = {**info["params"], **overrides}
         params["score_range"] = tuple(params["score_range"])
         regressor = cls(**params)
         regressor.n_outputs_ = info["n_outputs"]
@@ -323,6 +321,7 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
         save_predictions(staging / "test_predictions.npz", [r["id"] for r in splits["test"]], predictions)
         live.summary.update({
             "profile": name, "base": settings["source"], "device": regressor.device_, "dtype": regressor.dtype_,
+            "hardware": regressor.hardware_,
             "trainable_parameters": int(sum(p.numel() for p in regressor.model_.parameters() if p.requires_grad)),
             "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
             "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common import InputError, read_json, read_jsonl, run_main, write_bytes
 from embedders import load_embedder, model_input
+from hardware import MIXED_DTYPES
 from prepare import article_fields, claim_id
 from probes import load_probe
 
@@ -32,12 +33,13 @@ def scoring_info(path, remedy):
 class Scorer:
     """An embedder (`encode`) and a probe head (`predict`), loaded from a probe stage's output folder."""
 
-    def __init__(self, probe_dir, embedder=None):
+    def __init__(self, probe_dir, embedder=None, dtype="auto"):
         probe_dir = Path(probe_dir)
         info = scoring_info(probe_dir.parent / "scoring.json", "run the probe stage (or dvc pull) for this model")
         self.model, self.dimensions = info["model"], info["dimensions"]
         self.probe = load_probe(probe_dir)
-        self.embedder = embedder or load_embedder(info["embedder"])
+        # The precision is this machine's choice, not the one the embeddings were trained with.
+        self.embedder = embedder or load_embedder({**info["embedder"], "dtype": dtype})
 
     def encode(self, texts, show_progress=False):
         return self.embedder.encode(texts, show_progress=show_progress)
@@ -50,12 +52,12 @@ class Scorer:
 class AdapterScorer:
     """The fine-tuned baseline: base model + LoRA adapter + score head, from a finetune stage's output folder."""
 
-    def __init__(self, adapter_dir):
+    def __init__(self, adapter_dir, dtype="auto"):
         from finetune import LoRARegressor
         adapter_dir = Path(adapter_dir)
         info = scoring_info(adapter_dir / "scoring.json", "run the finetune stage (or dvc pull) for this profile")
         self.profile, self.dimensions = info["profile"], info["dimensions"]
-        self.regressor = LoRARegressor.load(adapter_dir)
+        self.regressor = LoRARegressor.load(adapter_dir, dtype=dtype)
 
     def predict(self, texts):
         """Scores (n_texts × n_dimensions), clipped to the score range."""
@@ -105,18 +107,20 @@ def main():
     parser.add_argument("--input", required=True, help="JSONL of articles (id, title, content or text)")
     parser.add_argument("--output", required=True, help="JSONL of {id, scores}")
     parser.add_argument("--batch-size", type=int, default=256, help="articles scored per call")
+    parser.add_argument("--dtype", default="auto", choices=MIXED_DTYPES,
+                        help="precision to score in (auto: bfloat16 only where this machine computes it natively)")
     args = parser.parse_args()
     if bool(args.adapter) == bool(args.model and args.probe):
         parser.error("give either --model and --probe, or --adapter")
     start = time.perf_counter()
     if args.adapter:
-        scorer = AdapterScorer(args.adapter)
+        scorer = AdapterScorer(args.adapter, args.dtype)
         what = f"adapter {args.adapter} ({scorer.regressor.dtype_} on {scorer.regressor.device_})"
     else:
         probe_dir = Path(args.probes) / args.model / args.probe
         if not (probe_dir / "probe.json").is_file():
             raise InputError(probe_dir, "no trained probe here: run `dvc repro` (or `dvc pull`) for this model and probe")
-        scorer = Scorer(probe_dir)
+        scorer = Scorer(probe_dir, dtype=args.dtype)
         what = f"{args.model} / {args.probe} ({scorer.embedder.dtype} on {scorer.embedder.device})"
     loaded = time.perf_counter()
     n = score_file(scorer, args.input, args.output, args.batch_size)

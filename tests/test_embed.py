@@ -10,8 +10,8 @@ import pytest
 from common import InputError
 from conftest import REPO, make_records, write_lines
 from embed import embed, embedder_config
-import embedders
-from embedders import choose_dtype, cpu_has_native_bf16, load_embedder, resolve_source, token_counts
+from embedders import load_embedder, resolve_source, token_counts
+from hardware import choose_dtype, signature
 from prepare import prepare
 
 
@@ -37,7 +37,8 @@ def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params
     written = json.loads((tmp_path / "meta.json").read_text())
     assert written["dimension"] == 32 and written["max_tokens"] == 16 and written["texts"] == 40
     assert 0 < written["truncated_share"] <= 1 and written["texts_per_second"] > 0
-    assert written["device"] == "cpu" and written["dtype"] in ("float32", "bfloat16")
+    assert written["device"] == "cpu" and written["dtype"] == choose_dtype("auto", "cpu")
+    assert written["hardware"] == signature("cpu", written["dtype"])
     assert 40 <= written["tokens"] <= 40 * 16 and written["tokens_per_second"] > 0
 
 
@@ -61,21 +62,6 @@ def test_token_counts_cap_each_text_at_the_limit(tiny_bert_dir):
     short, long = "clinic water", " ".join(["clinic"] * 50)
     # [CLS] clinic water [SEP] = 4 tokens; the long texts are cut to 10.
     assert token_counts(tokenizer, [short, long, long, short], max_tokens=10) == (0.5, 4 + 10 + 10 + 4)
-
-
-def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
-    with_bf16 = tmp_path / "cpuinfo-bf16"
-    with_bf16.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
-    without = tmp_path / "cpuinfo"
-    without.write_text("flags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
-    assert cpu_has_native_bf16(with_bf16) and not cpu_has_native_bf16(without)
-    assert not cpu_has_native_bf16(tmp_path / "absent")
-    monkeypatch.setattr(embedders, "cpu_has_native_bf16", lambda: True)
-    assert choose_dtype("auto", "cpu") == "bfloat16" and choose_dtype("float32", "cpu") == "float32"
-    monkeypatch.setattr(embedders, "cpu_has_native_bf16", lambda: False)
-    assert choose_dtype("auto", "cpu") == "float32" and choose_dtype("bfloat16", "cpu") == "bfloat16"
-    with pytest.raises(ValueError, match="dtype must be one of"):
-        choose_dtype("int8", "cpu")
 
 
 def test_bfloat16_embeddings_are_float32_and_close_to_float32_ones(tiny_bert_dir):

@@ -50,9 +50,17 @@ def write_case(tmp_path, params, preds, baseline_offset=0.4):
     return prepared, probes, adapters
 
 
+CPU_BF16 = {"device": "cpu", "isa": "avx512_bf16", "dtype": "bfloat16"}
+
+
 def run_evaluate(tmp_path, prepared, probes, adapters, params):
+    """evaluate, with the embed stages' meta files and the finetune metrics that carry the hardware signatures."""
+    for model in params["models"]:
+        (tmp_path / "embed").mkdir(exist_ok=True)
+        (tmp_path / "embed" / f"{model}.json").write_text(json.dumps({"hardware": {**CPU_BF16, "model": model}}))
+    (tmp_path / "finetune.json").write_text(json.dumps({"hardware": {**CPU_BF16, "dtype": "float32"}}))
     return evaluate(prepared, probes, adapters, tmp_path / "metrics", tmp_path / "baseline.json",
-                    tmp_path / "summary.json", params)
+                    tmp_path / "summary.json", params, tmp_path / "embed", tmp_path / "finetune.json")
 
 
 def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, default_params):
@@ -68,6 +76,9 @@ def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, 
     # Gaps are to the measured adapter (MAE 0.4 on this split), not to the study's reference value.
     assert written["candidates"]["m2"]["ridge"]["gap"] == pytest.approx(1.0 - 0.4)
     assert written["best"]["gap"] == pytest.approx(0.25 - 0.4)
+    # Each source's hardware signature, as its stage recorded it.
+    assert written["hardware"] == {"embed": {m: {**CPU_BF16, "model": m} for m in ("m1", "m2")},
+                                   "finetune": {**CPU_BF16, "dtype": "float32"}}
     profile = default_params["finetune"]["profile"]
     baseline = written["baseline"]
     assert baseline["mae"] == pytest.approx(0.4) and baseline["measured"] is True and baseline["split"] == "test"

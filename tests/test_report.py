@@ -53,7 +53,7 @@ def small_run(tmp_path_factory, tiny_pipeline):
         (root / name).symlink_to(inputs / name)
     params = {**params, "report": {"bootstrap_resamples": 200}}
     evaluate(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics", root / "baseline.json",
-             root / "summary.json", params)
+             root / "summary.json", params, inputs / "meta", inputs / "live" / "metrics.json")
     report(inputs / "prepared", inputs / "emb", inputs / "probes", inputs / "adapters", root / "metrics",
            root / "baseline.json", inputs / "live" / "metrics.json", inputs / "meta", inputs / "fit",
            inputs / "data.json", root / "comparison.md", root / "plots", params)

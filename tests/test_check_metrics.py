@@ -1,0 +1,68 @@
+"""`make check-metrics`: exact under the committed run's hardware signature, within tolerances under another."""
+import json
+import sys
+
+from conftest import REPO, isolated_env, sh
+
+CHECK = f"{sys.executable} {REPO / '.ci' / 'check_metrics.py'}"
+BF16 = {"embed": {"m": {"device": "cpu", "isa": "avx512_bf16", "dtype": "bfloat16"}},
+        "finetune": {"device": "cpu", "isa": "avx512_bf16", "dtype": "bfloat16"}}
+FP32 = {"embed": {"m": {"device": "cpu", "isa": "avx2", "dtype": "float32"}},
+        "finetune": {"device": "cpu", "isa": "avx2", "dtype": "float32"}}
+
+
+def write_metrics(root, hardware, mae, per_dimension_mae, count=464):
+    (root / "metrics" / "probes").mkdir(parents=True, exist_ok=True)
+    (root / "metrics" / "summary.json").write_text(json.dumps({"best": {"mae": mae}, "hardware": hardware}))
+    (root / "metrics" / "probes" / "ridge.json").write_text(json.dumps(
+        {"mae": mae, "n_test": 143, "per_dimension": {"a": {"mae": per_dimension_mae}}}))
+    (root / "metrics" / "data.json").write_text(json.dumps({"train": {"count": count}}))
+
+
+def check(root, env):
+    (root / "tolerances.yaml").write_text("tolerances:\n  overall: {mae: 0.01}\n  per_dimension: {mae: 0.05}\n")
+    return sh(f"{CHECK} --tolerances tolerances.yaml metrics/summary.json metrics/probes metrics/data.json",
+              root, env, check=False)
+
+
+def committed_repo(tmp_path):
+    env = isolated_env(tmp_path)
+    root = tmp_path / "repo"
+    root.mkdir()
+    write_metrics(root, BF16, mae=1.15, per_dimension_mae=1.3)
+    sh("git init -q && git add metrics && git commit -qm metrics", root, env)
+    return root, env
+
+
+def test_identical_metrics_pass_and_any_change_fails_on_the_same_hardware(tmp_path):
+    root, env = committed_repo(tmp_path)
+    result = check(root, env)
+    assert result.returncode == 0, result.stdout
+    assert "same hardware: numbers must be equal" in result.stdout and "all numbers match" in result.stdout
+    write_metrics(root, BF16, mae=1.1501, per_dimension_mae=1.3)       # inside the tolerance, but same signature
+    result = check(root, env)
+    assert result.returncode == 1
+    assert "best.mae committed 1.150000, produced 1.150100" in result.stdout and "tolerance 0)" in result.stdout
+
+
+def test_other_hardware_passes_within_the_tolerance_and_names_both_signatures(tmp_path):
+    root, env = committed_repo(tmp_path)
+    write_metrics(root, FP32, mae=1.159, per_dimension_mae=1.34)
+    result = check(root, env)
+    assert result.returncode == 0, result.stdout
+    assert "different hardware" in result.stdout
+    assert '"isa": "avx2"' in result.stdout and '"isa": "avx512_bf16"' in result.stdout
+
+
+def test_other_hardware_fails_beyond_the_tolerance_naming_every_metric_outside_it(tmp_path):
+    root, env = committed_repo(tmp_path)
+    write_metrics(root, FP32, mae=1.165, per_dimension_mae=1.36, count=465)
+    result = check(root, env)
+    assert result.returncode == 1
+    out = result.stdout
+    assert '"isa": "avx2"' in out and '"isa": "avx512_bf16"' in out
+    assert "metrics/summary.json: best.mae committed 1.150000, produced 1.165000" in out
+    assert "metrics/probes/ridge.json: mae committed" in out
+    assert "per_dimension.a.mae committed 1.300000, produced 1.360000" in out and "tolerance 0.05" in out
+    # Data statistics have no tolerance: they never depend on the hardware.
+    assert "metrics/data.json: train.count committed 464.000000, produced 465.000000" in out

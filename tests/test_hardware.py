@@ -1,0 +1,77 @@
+"""The one precision rule (`dtype: auto`) and the hardware signature, on simulated and on real detection input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import hardware
+from conftest import REPO
+from embedders import load_embedder
+from finetune import LoRARegressor
+from hardware import choose_dtype, cpu_flags, cpu_isa, cpu_native, signature
+
+AVX512_BF16 = {"flags": frozenset({"avx2", "avx512f", "avx512_bf16"}), "onednn": {"bfloat16": True, "float16": False},
+               "caps": ["AVX512", "ALL", "ALL"]}
+AVX2 = {"flags": frozenset({"avx2", "fma"}), "onednn": {"bfloat16": False, "float16": False},
+        "caps": ["AVX2", "ALL", "ALL"]}
+# An AVX512-BF16 CPU held to AVX2 by ONEDNN_MAX_CPU_ISA/MKL_ENABLE_INSTRUCTIONS: oneDNN then refuses bf16.
+SWITCHED = {**AVX512_BF16, "onednn": {"bfloat16": False, "float16": False}, "caps": ["AVX512", "AVX2", "AVX2"]}
+# Plain AVX-512 (no bf16 flag): oneDNN runs bf16 there, but emulated, slower than float32.
+AVX512 = {**AVX512_BF16, "flags": frozenset({"avx2", "avx512f"})}
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+
+
+@pytest.mark.parametrize("probe, native, isa", [(AVX512_BF16, True, "avx512_bf16"), (AVX2, False, "avx2"),
+                                                (SWITCHED, False, "avx2"), (AVX512, False, "avx512")])
+def test_bf16_is_native_only_with_the_flag_and_the_math_library_using_it(probe, native, isa):
+    assert cpu_native("bfloat16", probe) is native
+    assert cpu_isa(probe) == isa
+    assert choose_dtype("auto", "cpu", probe) == ("bfloat16" if native else "float32")
+    assert signature("cpu", "float32", probe) == {"device": "cpu", "isa": isa, "dtype": "float32"}
+
+
+def test_onednn_capped_below_bf16_is_not_native():
+    assert not cpu_native("bfloat16", {**AVX512_BF16, "caps": ["AVX512", "AVX512_CORE", "ALL"]})
+    assert cpu_native("bfloat16", {**AVX512_BF16, "caps": ["AVX512", "AVX512_CORE_BF16", "ALL"]})
+
+
+@pytest.fixture
+def without_native_bf16(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX2)
+
+
+def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16, tiny_bert_dir, tiny_qwen_dir):
+    for kind in ("sentence-transformers", "mean-pool"):
+        embedder = load_embedder({"source": str(tiny_bert_dir), "kind": kind})     # dtype: auto by default
+        assert embedder.dtype == "float32", kind
+        assert embedder.hardware == {"device": "cpu", "isa": "avx2", "dtype": "float32"}
+    regressor = LoRARegressor(str(tiny_qwen_dir))                                  # finetune profile: auto
+    regressor._load_base(2)
+    assert regressor.dtype_ == "float32" and regressor.hardware_["isa"] == "avx2"
+
+
+def test_explicit_bfloat16_without_native_bf16_runs_and_warns_how_much_slower(without_native_bf16, tiny_bert_dir):
+    with pytest.warns(RuntimeWarning, match=r"bfloat16 is not native on this cpu \(avx2\): it is emulated, "
+                                            r"a matmul measured [\d.]+x slower than float32"):
+        embedder = load_embedder({"source": str(tiny_bert_dir), "dtype": "bfloat16"})
+    assert embedder.dtype == "bfloat16" and embedder.encode(["clinic water"], show_progress=False).shape == (1, 32)
+    with pytest.warns(RuntimeWarning, match="finetune dtype: bfloat16 is not native"):
+        assert choose_dtype("bfloat16", "cpu", field="finetune dtype") == "bfloat16"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        choose_dtype("int8", "cpu")
+
+
+def test_real_detection_follows_the_instruction_set_switches():
+    """On any x86 machine: held to AVX2, the math library runs no native bf16, so auto is float32."""
+    code = ("import json, hardware; print(json.dumps([hardware.choose_dtype('auto', 'cpu'), "
+            "hardware.signature('cpu', 'float32')]))")
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "PYTHONPATH": str(REPO / "stages")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    dtype, sig = json.loads(out)
+    assert dtype == "float32" and sig["isa"] in ("avx2", "default")
