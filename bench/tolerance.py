@@ -6,8 +6,9 @@ with `ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=a
 each run's signature (metrics/summary.json `hardware`) and, per metric group and name as .ci/tolerances.yaml
 keys them, the largest absolute change over all candidates and the baseline, with where it happened.
 
-usage: python bench/tolerance.py RUN_DIR RUN_DIR [RUN_DIR ...]
+usage: python bench/tolerance.py RUN_DIR RUN_DIR [RUN_DIR ...] [--files metrics/probes ...]
 """
+import argparse
 import itertools
 import json
 import sys
@@ -20,10 +21,10 @@ from check_metrics import numbers  # noqa: E402  (the one flattening of metrics 
 FILES = ("metrics/summary.json", "metrics/baseline.json", "metrics/probes")
 
 
-def metrics(run):
-    """{file/key: value} of every quality metric of a run."""
+def metrics(run, files=FILES):
+    """{file:key: value} of every quality metric of a run."""
     found = {}
-    for target in FILES:
+    for target in files:
         path = Path(run) / target
         for f in sorted(path.rglob("*.json")) if path.is_dir() else [path]:
             for key, value in numbers(json.loads(f.read_text())):
@@ -37,10 +38,14 @@ def group_of(key):
 
 
 def main():
-    runs = sys.argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="two or more repository copies after a `dvc repro`")
+    parser.add_argument("--files", nargs="+", default=FILES, help="metrics files or folders to compare")
+    args = parser.parse_args()
+    runs = args.runs
     if len(runs) < 2:
-        sys.exit(__doc__)
-    values = {run: metrics(run) for run in runs}
+        parser.error("give at least two runs")
+    values = {run: metrics(run, args.files) for run in runs}
     for run in runs:
         print(f"{run}: {json.dumps(json.loads((Path(run) / FILES[0]).read_text()).get('hardware'))}")
     for a, b in itertools.combinations(runs, 2):

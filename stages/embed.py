@@ -43,8 +43,8 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
             write_bytes(staging / f"{split}.npy", lambda f, m=matrix: np.save(f, m))
     n = len(all_texts)
     meta = {"dimension": int(embedder.dimension), "max_tokens": embedder.max_tokens, "device": embedder.device,
-            "dtype": embedder.dtype, "hardware": embedder.hardware, "texts": n, "tokens": tokens, "truncated_share": round(share, 4),
-            "seconds": round(seconds, 3), "texts_per_second": round(n / seconds, 2) if seconds > 0 else None,
+            "dtype": embedder.dtype, "hardware": embedder.hardware, "texts": n, "tokens": tokens,
+            "truncated_share": round(share, 4), "seconds": round(seconds, 3), "texts_per_second": round(n / seconds, 2) if seconds > 0 else None,
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None}
     # Timing lives in a separate file: the matrices stay byte-identical run to run, so an unchanged
     # embedding never re-triggers the probes downstream.

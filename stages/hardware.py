@@ -6,8 +6,8 @@ AVX512-BF16 or AMX-BF16. Elsewhere PyTorch emulates bf16 and it runs far slower 
 is read from the math library itself (oneDNN, which runs torch's bf16 matmuls), not only from /proc/cpuinfo:
 oneDNN follows `ONEDNN_MAX_CPU_ISA`, so a machine held to AVX2 with it gets float32 like a real AVX2 CPU.
 
-The signature (device, instruction set, precision) tells two runs' numbers apart: equal signatures must give
-equal metrics; different ones may differ within the measured tolerances (.ci/tolerances.yaml).
+The signature (device, CPU model, instruction set, precision) tells two runs' numbers apart: equal signatures
+must give equal metrics; different ones may differ within the measured tolerances (.ci/tolerances.yaml).
 """
 import os
 import re
@@ -23,14 +23,16 @@ NATIVE_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp1
 LEVELS = ("default", "avx2", "avx512")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+def cpu_info(cpuinfo="/proc/cpuinfo"):
+    """(feature flags, model) of the first CPU in /proc/cpuinfo; the model as 'vendor family F model M', which
+    tells CPU generations apart where the model name does not (virtual machines often say just 'AMD EPYC')."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return frozenset()
-    line = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
-    return frozenset(line.group(1).split()) if line else frozenset()
+        return frozenset(), "unknown"
+    fields = dict(re.findall(r"^([^\t:\n]+?)\s*:\s?(.*)$", text.split("\n\n")[0], re.MULTILINE))
+    model = f"{fields.get('vendor_id', 'unknown')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    return frozenset(fields.get("flags", "").split()), model
 
 
 def level_of(name):
@@ -45,12 +47,14 @@ def level_of(name):
 
 @lru_cache(maxsize=None)
 def cpu_probe():
-    """What the detection rests on, read once per process: the CPU flags, whether oneDNN will run bf16/fp16
-    matmuls (it answers after applying ONEDNN_MAX_CPU_ISA), and the instruction-set caps in force."""
+    """What the detection rests on, read once per process: the CPU flags and model, whether oneDNN will run
+    bf16/fp16 matmuls (it answers after applying ONEDNN_MAX_CPU_ISA), and the instruction-set caps in force
+    (ATen's capability, which follows ATEN_CPU_CAPABILITY, then the oneDNN and MKL switches)."""
     import torch
     mkldnn = torch.ops.mkldnn
+    flags, model = cpu_info()
     return {
-        "flags": cpu_flags(),
+        "flags": flags, "model": model,
         "onednn": {"bfloat16": bool(mkldnn._is_mkldnn_bf16_supported()),
                    "float16": bool(mkldnn._is_mkldnn_fp16_supported())},
         "caps": [torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA") or "ALL",
@@ -60,7 +64,7 @@ def cpu_probe():
 
 def cpu_native(dtype, probe):
     """True when this CPU multiplies `dtype` in hardware: the flag is there and oneDNN, under its caps, uses it.
-    (oneDNN alone also says yes on plain AVX-512, where it emulates bf16 at below float32 speed.)"""
+    (oneDNN alone also says yes on plain AVX-512, which has no bf16 instructions: it converts in software.)"""
     onednn_cap = probe["caps"][1].upper()
     capped = onednn_cap != "ALL" and not any(k in onednn_cap for k in ("BF16", "FP16", "AMX", "AVX10"))
     has_flag = any(flag in probe["flags"] for flag in NATIVE_FLAGS[dtype])
@@ -69,9 +73,14 @@ def cpu_native(dtype, probe):
 
 def cpu_isa(probe):
     """The instruction set the CPU math runs with: the lowest of ATen's capability and the oneDNN/MKL caps,
-    suffixed with _bf16 where bf16 is native ('avx512_bf16', 'avx512', 'avx2', 'default')."""
+    suffixed with _bf16 where bf16 is native ('amx_bf16', 'avx512_bf16', 'avx512', 'avx2', 'default'); AMX
+    tiles compute bf16 with other kernels than AVX512-BF16, hence their own name."""
     level = min((level_of(cap) for cap in probe["caps"]), key=LEVELS.index)
-    return level + ("_bf16" if cpu_native("bfloat16", probe) else "")
+    if not cpu_native("bfloat16", probe):
+        return level
+    onednn_cap = probe["caps"][1].upper()
+    amx = "amx_bf16" in probe["flags"] and (onednn_cap == "ALL" or "AMX" in onednn_cap)
+    return "amx_bf16" if amx else level + "_bf16"
 
 
 def native(dtype, device, probe=None):
@@ -121,9 +130,15 @@ def choose_device(device="auto"):
 
 
 def signature(device, dtype, probe=None):
-    """{device, isa, dtype}: what a run's numbers depend on besides code, data and params."""
+    """{device, model, isa, dtype}: what a run's numbers depend on besides code, data and params. The model is
+    there because two CPU generations with the same instruction set gave different bf16 results (their kernels
+    block the matmuls differently)."""
     if device.startswith("cuda"):
         import torch
-        isa = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "unavailable"
-        return {"device": "cuda", "isa": isa, "dtype": dtype}
-    return {"device": "cpu", "isa": cpu_isa(probe or cpu_probe()), "dtype": dtype}
+        if not torch.cuda.is_available():
+            return {"device": "cuda", "model": "unavailable", "isa": "unavailable", "dtype": dtype}
+        major, minor = torch.cuda.get_device_capability(device)
+        return {"device": "cuda", "model": torch.cuda.get_device_name(device), "isa": f"sm_{major}{minor}",
+                "dtype": dtype}
+    probe = probe or cpu_probe()
+    return {"device": "cpu", "model": probe["model"], "isa": cpu_isa(probe), "dtype": dtype}

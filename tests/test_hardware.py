@@ -9,22 +9,26 @@ import hardware
 from conftest import REPO
 from embedders import load_embedder
 from finetune import LoRARegressor
-from hardware import choose_dtype, cpu_flags, cpu_isa, cpu_native, signature
+from hardware import choose_dtype, cpu_info, cpu_isa, cpu_native, signature
+from score import AdapterScorer, Scorer
 
-AVX512_BF16 = {"flags": frozenset({"avx2", "avx512f", "avx512_bf16"}), "onednn": {"bfloat16": True, "float16": False},
-               "caps": ["AVX512", "ALL", "ALL"]}
-AVX2 = {"flags": frozenset({"avx2", "fma"}), "onednn": {"bfloat16": False, "float16": False},
-        "caps": ["AVX2", "ALL", "ALL"]}
+AVX512_BF16 = {"flags": frozenset({"avx2", "avx512f", "avx512_bf16"}), "model": "AuthenticAMD family 25 model 17",
+               "onednn": {"bfloat16": True, "float16": False}, "caps": ["AVX512", "ALL", "ALL"]}
+AVX2 = {"flags": frozenset({"avx2", "fma"}), "model": "AuthenticAMD family 23 model 49",
+        "onednn": {"bfloat16": False, "float16": False}, "caps": ["AVX2", "ALL", "ALL"]}
 # An AVX512-BF16 CPU held to AVX2 by ONEDNN_MAX_CPU_ISA/MKL_ENABLE_INSTRUCTIONS: oneDNN then refuses bf16.
 SWITCHED = {**AVX512_BF16, "onednn": {"bfloat16": False, "float16": False}, "caps": ["AVX512", "AVX2", "AVX2"]}
 # Plain AVX-512 (no bf16 flag): oneDNN runs bf16 there, but emulated, slower than float32.
 AVX512 = {**AVX512_BF16, "flags": frozenset({"avx2", "avx512f"})}
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "avx512f", "avx512_bf16"}
-    assert cpu_flags(tmp_path / "absent") == frozenset()
+def test_flags_and_model_are_read_from_cpuinfo(tmp_path):
+    first = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+             "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n")
+    (tmp_path / "cpuinfo").write_text(first + first.replace(": 0", ": 1"))
+    assert cpu_info(tmp_path / "cpuinfo") == ({"fpu", "avx2", "avx512f", "avx512_bf16"},
+                                              "AuthenticAMD family 25 model 17")
+    assert cpu_info(tmp_path / "absent") == (frozenset(), "unknown")
 
 
 @pytest.mark.parametrize("probe, native, isa", [(AVX512_BF16, True, "avx512_bf16"), (AVX2, False, "avx2"),
@@ -33,7 +37,14 @@ def test_bf16_is_native_only_with_the_flag_and_the_math_library_using_it(probe, 
     assert cpu_native("bfloat16", probe) is native
     assert cpu_isa(probe) == isa
     assert choose_dtype("auto", "cpu", probe) == ("bfloat16" if native else "float32")
-    assert signature("cpu", "float32", probe) == {"device": "cpu", "isa": isa, "dtype": "float32"}
+    assert signature("cpu", "float32", probe) == {"device": "cpu", "model": probe["model"], "isa": isa,
+                                                  "dtype": "float32"}
+
+
+def test_amx_is_named_apart_from_avx512_bf16():
+    amx = {**AVX512_BF16, "flags": AVX512_BF16["flags"] | {"amx_bf16"}}
+    assert cpu_isa(amx) == "amx_bf16"
+    assert cpu_isa({**amx, "caps": ["AVX512", "AVX512_CORE_BF16", "ALL"]}) == "avx512_bf16"
 
 
 def test_onednn_capped_below_bf16_is_not_native():
@@ -46,14 +57,19 @@ def without_native_bf16(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX2)
 
 
-def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16, tiny_bert_dir, tiny_qwen_dir):
+def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16, tiny_bert_dir, tiny_qwen_dir,
+                                                            tiny_pipeline):
     for kind in ("sentence-transformers", "mean-pool"):
         embedder = load_embedder({"source": str(tiny_bert_dir), "kind": kind})     # dtype: auto by default
         assert embedder.dtype == "float32", kind
-        assert embedder.hardware == {"device": "cpu", "isa": "avx2", "dtype": "float32"}
+        assert embedder.hardware == {"device": "cpu", "model": AVX2["model"], "isa": "avx2", "dtype": "float32"}
     regressor = LoRARegressor(str(tiny_qwen_dir))                                  # finetune profile: auto
     regressor._load_base(2)
     assert regressor.dtype_ == "float32" and regressor.hardware_["isa"] == "avx2"
+    # The scorers (score.py --dtype auto, the default), whatever precision the models were trained in.
+    trained = tiny_pipeline[0]
+    assert Scorer(trained / "probes" / "tiny" / "ridge").embedder.dtype == "float32"
+    assert AdapterScorer(trained / "adapters" / "tiny").regressor.dtype_ == "float32"
 
 
 def test_explicit_bfloat16_without_native_bf16_runs_and_warns_how_much_slower(without_native_bf16, tiny_bert_dir):

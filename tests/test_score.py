@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO, make_records, write_lines
 from embedders import model_input
 from common import latency
+from hardware import choose_dtype
 from score import Scorer, read_articles, score_file
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,11 @@ def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
            "--probes", trained / "probes"]
     done = subprocess.run(cmd + ["--input", good, "--output", tmp_path / "out.jsonl"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "scored 2 articles with tiny / lightgbm" in done.stdout
+    assert f"scored 2 articles with tiny / lightgbm ({choose_dtype('auto', 'cpu')} on cpu)" in done.stdout
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+    forced = subprocess.run(cmd + ["--input", good, "--output", tmp_path / "fp32.jsonl", "--dtype", "float32"],
+                            capture_output=True, text=True)
+    assert forced.returncode == 0 and "(float32 on cpu)" in forced.stdout, forced.stderr
 
     bad = write_lines(tmp_path / "bad.jsonl", [{"id": 1, "content": "clinic"}, {"id": 2, "content": "  "}])
     failed = subprocess.run(cmd + ["--input", bad, "--output", tmp_path / "bad-out.jsonl"],
