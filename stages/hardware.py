@@ -109,7 +109,7 @@ def choose_dtype(dtype, device, probe=None, field="dtype"):
 
 
 def emulation_slowdown(dtype, n=256):
-    """How many times slower a square matmul runs in `dtype` than in float32 on this CPU (measured, ~50 ms)."""
+    """How many times slower a square matmul runs in `dtype` than in float32 on this CPU, measured now."""
     import torch
 
     def seconds(torch_dtype):
@@ -131,8 +131,8 @@ def choose_device(device="auto"):
 
 def signature(device, dtype, probe=None):
     """{device, model, isa, dtype}: what a run's numbers depend on besides code, data and params. The model is
-    there because two CPU generations with the same instruction set gave different bf16 results (their kernels
-    block the matmuls differently)."""
+    there because two CPU generations with the same instruction set gave different bf16 embeddings, while one
+    machine gives bit-identical ones run after run."""
     if device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
