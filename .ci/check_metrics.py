@@ -31,11 +31,17 @@ def committed(rev, path):
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
+def metric_group(key):
+    """(group, name) of a flattened metrics key: ('per_dimension', 'mae') for per_dimension.<dim>.mae,
+    ('overall', 'mae') for mae or candidates.<model>.<probe>.mae."""
+    parts = key.split(".")
+    return ("per_dimension" if "per_dimension" in parts else "overall"), parts[-1]
+
+
 def tolerance(key, tolerances):
     """A metric's tolerance: by its name (mae, rmse, ...) within its group (per_dimension or overall); 0 if none."""
-    parts = key.split(".")
-    group = "per_dimension" if "per_dimension" in parts else "overall"
-    return float((tolerances.get(group) or {}).get(parts[-1], 0.0))
+    group, name = metric_group(key)
+    return float((tolerances.get(group) or {}).get(name, 0.0))
 
 
 def describe(signature):

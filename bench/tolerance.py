@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / ".ci"))
-from check_metrics import numbers  # noqa: E402  (the one flattening of metrics files)
+from check_metrics import metric_group, numbers  # noqa: E402  (check-metrics' own flattening and grouping)
 
 FILES = ("metrics/summary.json", "metrics/baseline.json", "metrics/probes")
 
@@ -30,11 +30,6 @@ def metrics(run, files=FILES):
             for key, value in numbers(json.loads(f.read_text())):
                 found[f"{f.relative_to(run).as_posix()}:{key}"] = value
     return found
-
-
-def group_of(key):
-    parts = key.split(":")[1].split(".")
-    return ("per_dimension" if "per_dimension" in parts else "overall"), parts[-1]
 
 
 def main():
@@ -52,7 +47,7 @@ def main():
         largest = {}
         for key in sorted(set(values[a]) & set(values[b])):
             change = abs(values[a][key] - values[b][key])
-            group = group_of(key)
+            group = metric_group(key.split(":")[1])
             if group[1] in ("n_test", "reference_mae"):
                 continue
             if change >= largest.get(group, (-1, ""))[0]:
