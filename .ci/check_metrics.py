@@ -3,8 +3,8 @@
 usage: python .ci/check_metrics.py --against HEAD --tolerances .ci/tolerances.yaml \
            metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json
 
-The hardware signature of a run (device, instruction set, precision of each embedder and of the adapter) is
-`hardware` in metrics/summary.json. When the workspace's signature equals the committed one, every number must
+The hardware signature of a run (device, CPU model, instruction set, precision of each embedder and of the
+adapter) is `hardware` in metrics/summary.json. When the workspace's signature equals the committed one, every number must
 be equal. When it differs, each quality metric may move by its tolerance in the tolerances file, measured
 between precisions and instruction sets; numbers without a tolerance (counts, data statistics) must be equal.
 Only quality metrics belong here: timing files change on every run by nature.
