@@ -4,8 +4,8 @@ usage: python .ci/check_metrics.py --against HEAD --tolerances .ci/tolerances.ya
            metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json
 
 The hardware signature of a run (device, CPU model, instruction set, precision of each embedder and of the
-adapter) is `hardware` in metrics/summary.json. When the workspace's signature equals the committed one, every number must
-be equal. When it differs, each quality metric may move by its tolerance in the tolerances file, measured
+adapter) is `hardware` in metrics/summary.json. When the workspace's signature equals the committed one,
+every number must be equal. When it differs, each quality metric may move by its tolerance in the tolerances file, measured
 between precisions and instruction sets; numbers without a tolerance (counts, data statistics) must be equal.
 Only quality metrics belong here: timing files change on every run by nature.
 """
@@ -29,6 +29,11 @@ def numbers(obj, prefix=""):
 def committed(rev, path):
     shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
     return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+
+def metrics_files(paths):
+    """The JSON files named by `paths`: files as given, folders searched recursively, in sorted order."""
+    return [f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
 
 
 def metric_group(key):
@@ -81,7 +86,7 @@ def main():
     parser.add_argument("--signature", default="metrics/summary.json", help="the metrics file holding `hardware`")
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
-    files = [f for p in map(Path, args.paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
+    files = metrics_files(args.paths)
     tolerances = yaml.safe_load(Path(args.tolerances).read_text())["tolerances"]
     lines, problems = compare(files, args.against, args.signature, tolerances)
     print("\n".join(lines))

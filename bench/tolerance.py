@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / ".ci"))
-from check_metrics import metric_group, numbers  # noqa: E402  (check-metrics' own flattening and grouping)
+from check_metrics import metric_group, metrics_files, numbers  # noqa: E402  (check-metrics' own reading)
 
 FILES = ("metrics/summary.json", "metrics/baseline.json", "metrics/probes")
 
@@ -24,11 +24,9 @@ FILES = ("metrics/summary.json", "metrics/baseline.json", "metrics/probes")
 def metrics(run, files=FILES):
     """{file:key: value} of every quality metric of a run."""
     found = {}
-    for target in files:
-        path = Path(run) / target
-        for f in sorted(path.rglob("*.json")) if path.is_dir() else [path]:
-            for key, value in numbers(json.loads(f.read_text())):
-                found[f"{f.relative_to(run).as_posix()}:{key}"] = value
+    for f in metrics_files(Path(run) / target for target in files):
+        for key, value in numbers(json.loads(f.read_text())):
+            found[f"{f.relative_to(run).as_posix()}:{key}"] = value
     return found
 
 
