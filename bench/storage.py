@@ -24,7 +24,6 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "stages"))
 
 
 def size(path):
@@ -63,7 +62,7 @@ def print_table(title, rows):
 
 def repeat_sample(path, n_articles, params):
     """A raw JSONL of n_articles: the sample's articles repeated in order, each copy with its own id."""
-    from common import read_jsonl
+    from news_probes.io import read_jsonl
     sample = [record for _, record in read_jsonl(REPO / params["data"]["raw"])]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -74,9 +73,9 @@ def repeat_sample(path, n_articles, params):
 
 def scaled_artifacts(work, n_articles, dimension, params):
     """Build the 10k-article artifacts in `work` with the stage code; return their size rows."""
-    from common import load_split
-    from prepare import prepare
-    from probe import fit_probes
+    from news_probes.data import load_split
+    from news_probes.stages.prepare import prepare
+    from news_probes.stages.probe import fit_probes
     raw = repeat_sample(work / "data" / "raw" / "articles.jsonl", n_articles, params)
     prepared = work / "data" / "prepared"
     prepare(raw, prepared, work / "metrics" / "data.json", params)

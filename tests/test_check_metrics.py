@@ -2,7 +2,7 @@
 import json
 import sys
 
-from conftest import REPO, isolated_env, sh
+from helpers import REPO, isolated_env, sh
 
 CHECK = f"{sys.executable} {REPO / '.ci' / 'check_metrics.py'}"
 BF16 = {"embed": {"m": {"device": "cpu", "isa": "avx512_bf16", "dtype": "bfloat16"}},

@@ -1,6 +1,6 @@
 import pytest
 
-from common import staged_directory
+from news_probes.io import staged_directory
 
 
 def test_staged_directory_replaces_the_whole_folder(tmp_path):

@@ -7,12 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-from common import InputError
-from conftest import REPO, make_records, write_lines
-from embed import embed, embedder_config
-from embedders import load_embedder, resolve_source, token_counts
-from hardware import choose_dtype, signature
-from prepare import prepare
+from news_probes.io import InputError
+from helpers import REPO, make_records, write_lines
+from news_probes.embedders import embedder_config
+from news_probes.stages.embed import embed
+from news_probes.embedders import load_embedder, token_counts
+from news_probes.sources import resolve_source
+from news_probes.hardware import choose_device, choose_dtype, signature
+from news_probes.stages.prepare import prepare
 
 
 @pytest.fixture
@@ -36,10 +38,14 @@ def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params
         np.testing.assert_array_equal(saved, matrices[split])
     written = json.loads((tmp_path / "meta.json").read_text())
     assert written["dimension"] == 32 and written["max_tokens"] == 16 and written["texts"] == 40
-    assert 0 < written["truncated_share"] <= 1 and written["texts_per_second"] > 0
-    assert written["device"] == "cpu" and written["dtype"] == choose_dtype("auto", "cpu")
-    assert written["hardware"] == signature("cpu", written["dtype"])
-    assert 40 <= written["tokens"] <= 40 * 16 and written["tokens_per_second"] > 0
+    assert 0 < written["truncated_share"] <= 1 and 40 <= written["tokens"] <= 40 * 16
+    # Rates from the same clock as the seconds (which are rounded to the millisecond: hence the tolerance).
+    assert written["texts_per_second"] == pytest.approx(40 / written["seconds"], rel=0.05)
+    assert written["tokens_per_second"] == pytest.approx(written["tokens"] / written["seconds"], rel=0.05)
+    assert set(written["latency_ms"]) == {"single", "batched"}
+    device = choose_device()                  # auto: this machine's choice, recorded with its signature
+    assert written["device"] == device and written["dtype"] == choose_dtype("auto", device)
+    assert written["hardware"] == signature(device, written["dtype"])
 
 
 def test_prefix_changes_the_embedding(tiny_bert_dir):
@@ -135,7 +141,7 @@ def test_unknown_model_or_bad_entry_is_an_input_error(default_params):
 
 
 def test_unknown_model_exits_non_zero_and_writes_nothing(tmp_path, prepared):
-    result = subprocess.run([sys.executable, REPO / "stages/embed.py", "--params", REPO / "params.yaml",
+    result = subprocess.run([sys.executable, "-m", "news_probes.stages.embed", "--params", REPO / "params.yaml",
                              "--model", "no-such-model", "--prepared", prepared, "--out", tmp_path / "emb",
                              "--meta", tmp_path / "meta.json"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown model 'no-such-model'" in result.stderr

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from common import InputError
-from evaluate import evaluate, score
+from news_probes.io import InputError
+from news_probes.metrics import score
+from news_probes.stages.evaluate import evaluate
 
 
 def test_score_by_hand():

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-import hardware
-from conftest import REPO
-from embedders import load_embedder
-from finetune import LoRARegressor
-from hardware import choose_dtype, cpu_info, cpu_isa, cpu_native, signature
-from score import AdapterScorer, Scorer
+from news_probes import hardware
+from helpers import cpu_only
+from news_probes.embedders import load_embedder
+from news_probes.lora import LoRARegressor
+from news_probes.hardware import choose_dtype, cpu_info, cpu_isa, cpu_native, signature
+from news_probes.scoring import AdapterScorer, Scorer
 
 AVX512_BF16 = {"flags": frozenset({"avx2", "avx512f", "avx512_bf16"}), "model": "AuthenticAMD family 25 model 17",
                "onednn": {"bfloat16": True, "float16": False}, "caps": ["AVX512", "ALL", "ALL"]}
@@ -57,6 +57,7 @@ def without_native_bf16(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX2)
 
 
+@cpu_only
 def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16, tiny_bert_dir, tiny_qwen_dir,
                                                             tiny_pipeline):
     for kind in ("sentence-transformers", "mean-pool"):
@@ -85,9 +86,9 @@ def test_explicit_bfloat16_without_native_bf16_runs_and_warns_how_much_slower(wi
 
 def test_real_detection_follows_the_instruction_set_switches():
     """On any x86 machine: held to AVX2, the math library runs no native bf16, so auto is float32."""
-    code = ("import json, hardware; print(json.dumps([hardware.choose_dtype('auto', 'cpu'), "
+    code = ("import json; from news_probes import hardware; print(json.dumps([hardware.choose_dtype('auto', 'cpu'), "
             "hardware.signature('cpu', 'float32')]))")
-    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "PYTHONPATH": str(REPO / "stages")}
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     dtype, sig = json.loads(out)
     assert dtype == "float32" and sig["isa"] in ("avx2", "default")

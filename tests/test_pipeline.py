@@ -4,25 +4,38 @@ import json
 import pytest
 import yaml
 
-from conftest import isolated_env, make_project, sh
+from helpers import isolated_env, make_project, sh
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_qwen_dir):
+def reproduced(tmp_path_factory, tiny_qwen_dir):
+    """A project copy after one `dvc repro`, committed and tagged `reproduced`; returns (work, env, output)."""
     root = tmp_path_factory.mktemp("pipeline")
     env = isolated_env(root)
-    return make_project(root / "repo", env, tiny_qwen_dir), env
+    work = make_project(root / "repo", env, tiny_qwen_dir)
+    out = sh("dvc repro", work, env)
+    sh("git add -A && git commit -qm run && git tag reproduced", work, env)
+    return work, env, out
+
+
+@pytest.fixture
+def repo(reproduced):
+    """The reproduced state, whatever an earlier test did: main at the tag, workspace and DVC outputs restored."""
+    work, env, _ = reproduced
+    sh("git checkout -q -f main && git reset -q --hard reproduced && git clean -qfd && dvc checkout -q --force",
+       work, env)
+    return work, env
 
 
 def read(work, path):
     return json.loads((work / path).read_text())
 
 
-def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
+def test_repro_fits_the_whole_grid_and_is_deterministic(reproduced, repo):
     work, env = repo
-    out = sh("dvc repro", work, env)
+    out = reproduced[2]
     for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "finetune", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     summary = read(work, "metrics/summary.json")
@@ -49,7 +62,6 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
     assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 6
     page = (work / "plots_html" / "index.html").read_text()
     assert "finetune_loss" in page and "finetune_val_mae" in page
-    sh("git add -A && git commit -qm run", work, env)
 
     assert "didn't change" in sh("dvc repro", work, env)   # nothing left to run
     sh("dvc repro -f", work, env)
@@ -59,9 +71,31 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(repo):
     assert "up to date" in sh("dvc status", work, env)
 
 
+def test_a_second_repro_runs_nothing_and_the_report_is_rewritten_byte_for_byte(repo):
+    work, env = repo
+    out = sh("dvc repro", work, env)
+    assert "Running stage" not in out and "didn't change" in out
+    # The report measures nothing: run again on the same inputs, it writes the same bytes (report and plots).
+    assert "Running stage 'report'" in sh("dvc repro -f --single-item report", work, env)
+    assert sh("git status --porcelain reports plots", work, env) == ""
+
+
+def test_editing_the_encode_code_reruns_embed_but_not_finetune(repo):
+    work, env = repo
+    with open(work / "news_probes" / "embedders.py", "a") as f:
+        f.write("\n# an edit\n")
+    status = sh("dvc status", work, env)
+    assert "embed@all-MiniLM-L6-v2:" in status and "news_probes/embedders.py" in status
+    assert "finetune" not in status
+    out = sh("dvc repro", work, env)
+    assert "Running stage 'embed@all-MiniLM-L6-v2'" in out and "Running stage 'finetune'" not in out
+    # The same embeddings (a comment changed): DVC skips the probes, and the metrics stay as they were.
+    assert "Running stage 'probe@all-MiniLM-L6-v2'" not in out
+    assert sh("git status --porcelain metrics/summary.json metrics/probes", work, env) == ""
+
+
 def test_exp_run_probe_mlp_reuses_the_embeddings(repo):
     work, env = repo
-    sh("git checkout -q -- . && dvc checkout -q", work, env)
     out = sh("dvc exp run -S probe=mlp", work, env)
     assert "Running stage 'embed@" not in out and "Running stage 'probe@all-MiniLM-L6-v2'" in out
     summary = read(work, "metrics/summary.json")
@@ -77,20 +111,20 @@ def test_changing_a_probe_hyperparameter_reruns_no_embed_or_finetune_stage(repo)
 
 def test_changing_finetune_settings_reruns_no_embed_or_probe_stage(repo):
     work, env = repo
-    sh("git checkout -q -- . && dvc checkout -q", work, env)
     before = read(work, "metrics/baseline.json")["mae"]
     out = sh("dvc exp run -S finetune.profiles.tiny.lr=0.02", work, env)
     assert "Running stage 'finetune'" in out and "Running stage 'evaluate'" in out
     assert "Running stage 'embed@" not in out and "Running stage 'probe@" not in out
     assert read(work, "metrics/baseline.json")["mae"] != before
-    # Settings of a profile that is not selected are not dependencies of any stage.
-    sh("git checkout -q -- . && dvc checkout -q", work, env)
+
+
+def test_settings_of_an_unselected_profile_are_no_dependency(repo):
+    work, env = repo
     assert "didn't change" in sh("dvc exp run -S finetune.profiles.tiny-b.lr=0.5", work, env)
 
 
 def test_switching_profile_is_one_command(repo):
     work, env = repo
-    sh("git checkout -q -- . && dvc checkout -q", work, env)
     out = sh("dvc exp run -S finetune.profile=tiny-b", work, env)
     assert "Running stage 'finetune'" in out and "Running stage 'probe@" not in out
     baseline = read(work, "metrics/baseline.json")
@@ -101,7 +135,6 @@ def test_switching_profile_is_one_command(repo):
 
 def test_review_and_plots_diff_show_a_committed_params_change(repo):
     work, env = repo
-    sh("git checkout -q -- . && dvc repro -q && git add -A && git commit -q --allow-empty -m run", work, env)
     sh("git checkout -q -b wider-mlp", work, env)
     before = read(work, "metrics/summary.json")["candidates"]["all-MiniLM-L6-v2"]["mlp"]["mae"]
     params = yaml.safe_load((work / "params.yaml").read_text())

@@ -5,9 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from common import InputError, load_schema, load_split
-from conftest import DIMENSIONS, REPO, make_records, write_lines
-from prepare import prepare, split_indices
+from news_probes.data import load_schema, load_split
+from news_probes.io import InputError
+from helpers import DIMENSIONS, REPO, make_records, write_lines
+from news_probes.records import split_indices
+from news_probes.stages.prepare import prepare
 
 
 def run_prepare(tmp_path, rows, params):
@@ -92,7 +94,7 @@ def test_bad_input_names_file_line_and_field_and_keeps_old_output(tmp_path, case
     out = tmp_path / "prepared"
     out.mkdir()
     (out / "train.jsonl").write_text("earlier output\n")
-    result = subprocess.run([sys.executable, REPO / "stages/prepare.py", "--params", REPO / "params.yaml",
+    result = subprocess.run([sys.executable, "-m", "news_probes.stages.prepare", "--params", REPO / "params.yaml",
                              "--raw", raw, "--out", out, "--metrics", tmp_path / "data.json"],
                             capture_output=True, text=True)
     assert result.returncode == 2

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from common import InputError
-from probe import fit_probes, selected_probes
-from probes import LightGBMProbe, MLPProbe, RidgeProbe, load_probe
+from news_probes.artifacts import read_history, read_scoring
+from news_probes.io import InputError
+from news_probes.probes import LightGBMProbe, MLPProbe, RidgeProbe, load_probe, selected_probes
+from news_probes.stages.probe import fit_probes
 
 
 def linear_data(n=300, d=20, k=3, noise=0.3, seed=0):
@@ -126,11 +127,17 @@ def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_pa
     default_params["probes"] = FAST
     report = fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
     assert set(report) == {"ridge", "mlp", "lightgbm"}
-    scoring = json.loads((tmp_path / "out" / "scoring.json").read_text())
-    assert scoring == {"model": "all-MiniLM-L6-v2", "embedder": default_params["embedders"]["all-MiniLM-L6-v2"],
-                       "dimensions": ["a", "b"], "score_range": [0, 10]}
-    assert json.loads((tmp_path / "fit.json").read_text())["ridge"]["alpha"] == report["ridge"]["alpha"]
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["ridge"]["alpha"] == report["ridge"]["alpha"]
     for name in report:
+        # Each probe folder scores on its own: scoring.json names its kind, probe and embedder.
+        assert read_scoring(tmp_path / "out" / name) == {
+            "kind": "probe", "model": "all-MiniLM-L6-v2", "probe": name,
+            "embedder": default_params["embedders"]["all-MiniLM-L6-v2"], "dimensions": ["a", "b"],
+            "score_range": [0, 10]}
+        assert set(fit[name]["latency_ms"]) == {"single", "batched"}
+        history = read_history(tmp_path / "out" / name)
+        assert (len(history) == fit["mlp"]["epochs_run"]) if name == "mlp" else history == []
         with np.load(tmp_path / "out" / name / "test_predictions.npz") as saved:
             assert saved["ids"].tolist() == [f"test{i}" for i in range(len(Xt))]
             np.testing.assert_allclose(saved["scores"], load_probe(tmp_path / "out" / name).predict(Xt))

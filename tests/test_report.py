@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from report import GAP_VERDICTS, bootstrap, report, verdict
+from news_probes.comparison import GAP_VERDICTS, verdict
+from news_probes.metrics import bootstrap
+from news_probes.stages.report import report
 
 
 def test_bootstrap_intervals_are_seeded_and_paired():
@@ -46,7 +48,7 @@ def markdown_table(text, heading):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, tiny_pipeline):
     """evaluate and report on the tiny pipeline's outputs; returns (dir with inputs and outputs, test size)."""
-    from evaluate import evaluate
+    from news_probes.stages.evaluate import evaluate
     inputs, params = tiny_pipeline
     root = tmp_path_factory.mktemp("report")
     for name in ("meta", "data.json", "live"):
@@ -54,14 +56,19 @@ def small_run(tmp_path_factory, tiny_pipeline):
     params = {**params, "report": {"bootstrap_resamples": 200}}
     evaluate(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics", root / "baseline.json",
              root / "summary.json", params, inputs / "meta", inputs / "live" / "metrics.json")
-    report(inputs / "prepared", inputs / "emb", inputs / "probes", inputs / "adapters", root / "metrics",
-           root / "baseline.json", inputs / "live" / "metrics.json", inputs / "meta", inputs / "fit",
-           inputs / "data.json", root / "comparison.md", root / "plots", params)
+    run_report(inputs, root, params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
 
-def test_report_numbers_equal_the_metrics_files(small_run):
+def run_report(inputs, root, params, out="comparison.md", plots="plots"):
+    return report(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics",
+                  root / "baseline.json", root / "summary.json", inputs / "live" / "metrics.json", inputs / "meta",
+                  inputs / "fit", inputs / "data.json", root / out, root / plots, params)
+
+
+def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
     root, _ = small_run
+    tiny_inputs = tiny_pipeline[0]
     text = (root / "comparison.md").read_text()
     summary = json.loads((root / "summary.json").read_text())
     rows = markdown_table(text, "## Summary")
@@ -101,11 +108,16 @@ def test_report_numbers_equal_the_metrics_files(small_run):
     efficiency = markdown_table(text, "## Efficiency")
     assert {r["probe"] for r in efficiency} == {"ridge", "mlp", "lightgbm"}
     meta = json.loads((root / "meta" / "tiny.json").read_text())
-    assert all(r["embedding / 1,000 articles"] == f"{1000 * meta['seconds'] / meta['texts']:.1f} s"
-               for r in efficiency)
-    assert all(r["embedder precision"] == f"{meta['dtype']} on cpu" for r in efficiency)
-    assert all(float(r["scoring, 1 article"].removesuffix(" ms")) > 0 for r in efficiency)
-    assert f"tiny (32-d, {meta['dtype']} on cpu, 32 tokens" in text
+    fits = json.loads((tiny_inputs / "fit" / "tiny.json").read_text())
+    for r in efficiency:
+        probe = fits[r["probe"]]["latency_ms"]
+        assert r["embedding / 1,000 articles"] == f"{1000 * meta['seconds'] / meta['texts']:.1f} s"
+        assert r["embedder precision"] == f"{meta['dtype']} on {meta['device']}"
+        assert r["encoding, 1 article"] == f"{meta['latency_ms']['single']:.1f} ms"
+        assert r["probe alone, 1 article"] == f"{probe['single']:.3f} ms"
+        # Scoring one article costs encoding it plus the probe, both as their stages measured them.
+        assert r["scoring, 1 article"] == f"{meta['latency_ms']['single'] + probe['single']:.1f} ms"
+    assert f"tiny (32-d, {meta['dtype']} on {meta['device']}, 32 tokens" in text
 
 
 def test_report_writes_every_plot(small_run):
@@ -120,3 +132,26 @@ def test_report_writes_every_plot(small_run):
     assert len((root / "plots" / "gap.csv").read_text().splitlines()) == 1 + n_candidates
     assert len((root / "plots" / "per_dimension_mae.csv").read_text().splitlines()) == 1 + (n_candidates + 1) * n_dimensions
     assert len((root / "plots" / "predicted_vs_actual.csv").read_text().splitlines()) == 1 + n_dimensions * n_test
+
+
+def test_report_is_the_same_bytes_from_the_same_inputs(small_run, tiny_pipeline):
+    root, _ = small_run
+    inputs, params = tiny_pipeline
+    run_report(inputs, root, {**params, "report": {"bootstrap_resamples": 200}}, out="again.md", plots="again")
+    assert (root / "again.md").read_bytes() == (root / "comparison.md").read_bytes()
+    for first in (root / "plots").rglob("*.*"):
+        assert (root / "again" / first.relative_to(root / "plots")).read_bytes() == first.read_bytes(), first.name
+
+
+def test_report_names_the_best_candidate_that_evaluate_chose(small_run, tiny_pipeline, tmp_path):
+    """The report reads summary.best; it does not re-derive it from the metrics."""
+    root, _ = small_run
+    inputs, params = tiny_pipeline
+    summary = json.loads((root / "summary.json").read_text())
+    other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
+    for name in ("metrics", "baseline.json"):
+        (tmp_path / name).symlink_to(root / name)
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "best": {"model": "tiny", "probe": other}}))
+    run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
+    text = (tmp_path / "comparison.md").read_text()
+    assert f"Best overall: **tiny / {other}**" in text and f"| **tiny** | **{other}** |" in text

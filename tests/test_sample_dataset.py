@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 SAMPLE = Path(os.environ.get("SAMPLE_DATASET", REPO / "data" / "sample" / "uplifting_sample.jsonl"))
 DIMENSIONS = ["human_wellbeing_impact", "social_cohesion_impact", "justice_rights_impact", "evidence_level",

@@ -1,19 +1,30 @@
+"""Scoring new articles: the library (news_probes.scoring) and the `news-probes score` command."""
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, make_records, write_lines
-from embedders import model_input
-from common import latency
-from hardware import choose_dtype
-from score import Scorer, read_articles, score_file
+from helpers import make_records, write_lines
+from news_probes.data import load_split, model_input
+from news_probes.hardware import choose_device, choose_dtype
+from news_probes.records import read_articles
+from news_probes.scoring import AdapterScorer, Scorer, load_scorer, score_file
+
+# The console script of the installed package, beside the interpreter running the tests.
+COMMAND = shutil.which("news-probes", path=str(Path(sys.executable).parent)) or "news-probes"
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_pipeline):
     return tiny_pipeline[0]
+
+
+def news_probes(*args, cwd, stdin=None):
+    return subprocess.run([COMMAND, *map(str, args)], cwd=cwd, input=stdin, capture_output=True, text=True)
 
 
 def test_scores_match_the_probe_on_the_embeddings_and_stay_in_range(trained, tmp_path):
@@ -31,54 +42,60 @@ def test_scores_match_the_probe_on_the_embeddings_and_stay_in_range(trained, tmp
     assert got.min() >= 0 and got.max() <= 10
 
 
-def test_latency_reports_single_and_batched_seconds(trained):
-    scorer = Scorer(trained / "probes" / "tiny" / "mlp")
-    timing = latency(scorer.predict, ["clinic water school", "peace farm"] * 4, repeats=3)
-    assert timing["single"] > 0 and timing["batched"] > 0
+def test_one_loader_serves_probe_and_adapter_folders(trained, tmp_path):
+    assert isinstance(load_scorer(trained / "probes" / "tiny" / "mlp"), Scorer)
+    assert isinstance(load_scorer(trained / "adapters" / "tiny"), AdapterScorer)
+    (tmp_path / "scoring.json").write_text(json.dumps({"kind": "svm"}))
+    with pytest.raises(Exception, match=r"scoring.json: kind: must be one of \('probe', 'adapter'\)"):
+        load_scorer(tmp_path)
+
+
+def test_help_works_from_any_directory(tmp_path):
+    done = news_probes("score", "--help", cwd=tmp_path)
+    assert done.returncode == 0 and "a probe folder (models/probes/<model>/<probe>)" in done.stdout, done.stderr
 
 
 def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
     good = write_lines(tmp_path / "good.jsonl", [{"id": 1, "content": "clinic water"}, {"id": 2, "text": "farm"}])
-    cmd = [sys.executable, REPO / "stages/score.py", "--model", "tiny", "--probe", "lightgbm",
-           "--probes", trained / "probes"]
-    done = subprocess.run(cmd + ["--input", good, "--output", tmp_path / "out.jsonl"], capture_output=True, text=True)
+    folder = trained / "probes" / "tiny" / "lightgbm"
+    done = news_probes("score", folder, "--input", good, "--output", "out.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"scored 2 articles with tiny / lightgbm ({choose_dtype('auto', 'cpu')} on cpu)" in done.stdout
+    device = choose_device()
+    assert f"scored 2 articles with tiny / lightgbm ({choose_dtype('auto', device)} on {device})" in done.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
-    forced = subprocess.run(cmd + ["--input", good, "--output", tmp_path / "fp32.jsonl", "--dtype", "float32"],
-                            capture_output=True, text=True)
-    assert forced.returncode == 0 and "(float32 on cpu)" in forced.stdout, forced.stderr
+    forced = news_probes("score", folder, "-i", good, "-o", "fp32.jsonl", "--dtype", "float32", cwd=tmp_path)
+    assert forced.returncode == 0 and f"(float32 on {device})" in forced.stderr, forced.stderr
 
     bad = write_lines(tmp_path / "bad.jsonl", [{"id": 1, "content": "clinic"}, {"id": 2, "content": "  "}])
-    failed = subprocess.run(cmd + ["--input", bad, "--output", tmp_path / "bad-out.jsonl"],
-                            capture_output=True, text=True)
+    failed = news_probes("score", folder, "--input", bad, "--output", "bad-out.jsonl", cwd=tmp_path)
     assert failed.returncode == 2 and f"error: {bad}:2: content: missing or empty text" in failed.stderr
     assert not (tmp_path / "bad-out.jsonl").exists()
 
-    missing = subprocess.run(cmd[:5] + ["svm", "--probes", trained / "probes", "--input", good, "--output",
-                                        tmp_path / "x.jsonl"], capture_output=True, text=True)
-    assert missing.returncode == 2 and "no trained probe here" in missing.stderr
+    missing = news_probes("score", trained / "probes" / "tiny" / "svm", "-i", good, "-o", "x.jsonl", cwd=tmp_path)
+    assert missing.returncode == 2 and "no scoring.json here: not a trained probe or adapter folder" in missing.stderr
+
+
+def test_command_reads_stdin_and_writes_stdout(trained, tmp_path):
+    articles = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(["clinic water", "farm loan"]))
+    done = news_probes("score", trained / "probes" / "tiny" / "ridge", cwd=tmp_path, stdin=articles)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]       # stdout holds the JSONL alone
+    assert [line["id"] for line in lines] == ["0", "1"] and "-> stdout" in done.stderr
+    bad = news_probes("score", trained / "probes" / "tiny" / "ridge", "-i", "-", cwd=tmp_path, stdin='{"id": 1}\n')
+    assert bad.returncode == 2 and "error: <stdin>:1: text: missing or empty text" in bad.stderr
 
 
 def test_adapter_command_scores_like_the_finetune_stage_predicted(trained, tmp_path):
     """Base + adapter loaded from the stage's folder give the test predictions the stage saved."""
-    from common import load_split
     test = load_split(trained / "prepared", "test")[:5]
     source = write_lines(tmp_path / "test.jsonl", [{"id": r["id"], "title": r["title"], "text": r["text"]}
                                                     for r in test])
-    cmd = [sys.executable, REPO / "stages/score.py", "--adapter", trained / "adapters" / "tiny",
-           "--input", source, "--output", tmp_path / "out.jsonl", "--batch-size", "2"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = news_probes("score", trained / "adapters" / "tiny", "--input", source, "--output", "out.jsonl",
+                       "--batch-size", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "scored 5 articles with adapter" in done.stdout
+    assert "scored 5 articles with adapter tiny" in done.stderr
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == [r["id"] for r in test]
     with np.load(trained / "adapters" / "tiny" / "test_predictions.npz") as saved:
         expected = saved["scores"][:5]
     np.testing.assert_allclose([list(line["scores"].values()) for line in lines], expected, atol=1e-4)
-
-    both = subprocess.run(cmd + ["--model", "tiny", "--probe", "ridge"], capture_output=True, text=True)
-    assert both.returncode == 2 and "either --model and --probe, or --adapter" in both.stderr
-    missing = subprocess.run([sys.executable, REPO / "stages/score.py", "--adapter", tmp_path, "--input", source,
-                              "--output", tmp_path / "x.jsonl"], capture_output=True, text=True)
-    assert missing.returncode == 2 and "run the finetune stage" in missing.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import isolated_env, make_project, sh
+from helpers import isolated_env, make_project, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.storage]
 DVC_OUTPUTS = ["data/prepared", "data/embeddings", "models/probes"]

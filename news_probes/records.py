@@ -1,17 +1,16 @@
-"""prepare: validate the raw records, normalise them to one schema, split train/val/test.
+"""Raw articles: the two record shapes accepted (see README "Data"), validated with errors that name the file,
+line and field, and the stratified train/val/test split.
 
-Accepts two record shapes (see README "Data"):
   study:   {"id", "title", "content", "labels": [floats], "dimension_names": [names], ...}
   generic: {"id", "title", "text", "scores": {dimension: float}}
-and writes {"id", "title", "text", "labels"} per split, plus schema.json (dimension names, score range).
 """
-import argparse
 import math
 from pathlib import Path
 
 import numpy as np
 
-from common import SPLITS, InputError, load_params, read_jsonl, run_main, staged_directory, write_json, write_jsonl
+from news_probes.data import SPLITS
+from news_probes.io import InputError, read_jsonl, source_name
 
 
 def article_fields(number, obj, path):
@@ -128,6 +127,17 @@ def split_indices(mean_scores, val_fraction, test_fraction, strata, seed):
     return {split: np.flatnonzero(assignment == split) for split in SPLITS}
 
 
+def split_records(records, val_fraction, test_fraction, strata, seed, path):
+    """{split: records in input order}, stratified on each record's mean score; every split needs 2 records."""
+    means = np.array([np.mean(r["labels"]) for r in records])
+    indices = split_indices(means, val_fraction, test_fraction, strata, seed)
+    splits = {split: [records[i] for i in sorted(idx)] for split, idx in indices.items()}
+    for split, rows in splits.items():
+        if len(rows) < 2:
+            raise InputError(path, f"only {len(rows)} records would go to {split}; need at least 2")
+    return splits
+
+
 def split_stats(records, dimensions):
     labels = np.array([r["labels"] for r in records])
     return {"count": len(records),
@@ -135,43 +145,15 @@ def split_stats(records, dimensions):
             "std": dict(zip(dimensions, labels.std(axis=0).round(4).tolist()))}
 
 
-def prepare(raw, out_dir, metrics_path, params, params_path="params.yaml"):
-    data = params["data"]
-    pinned = data.get("score_range", "auto")
-    if pinned != "auto" and not (isinstance(pinned, list) and len(pinned) == 2 and pinned[0] < pinned[1]):
-        raise InputError(params_path, "must be auto or [low, high]", field="data.score_range")
-    records, dimensions = load_records(raw, None if pinned == "auto" else pinned)
-    score_range = infer_range(records) if pinned == "auto" else [float(v) for v in pinned]
-    val_fraction, test_fraction = float(data["val_fraction"]), float(data["test_fraction"])
-    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
-        raise InputError(params_path, "val_fraction and test_fraction must be > 0 and sum below 1", field="data")
-    means = np.array([np.mean(r["labels"]) for r in records])
-    indices = split_indices(means, val_fraction, test_fraction, int(data.get("strata", 5)), int(params["seed"]))
-    splits = {split: [records[i] for i in sorted(idx)] for split, idx in indices.items()}
-    for split, rows in splits.items():
-        if len(rows) < 2:
-            raise InputError(raw, f"only {len(rows)} records would go to {split}; need at least 2")
-
-    with staged_directory(out_dir) as staging:
-        for split, rows in splits.items():
-            write_jsonl(staging / f"{split}.jsonl", rows)
-        write_json(staging / "schema.json", {"dimensions": dimensions, "score_range": score_range})
-    write_json(metrics_path, {"dimensions": len(dimensions), "score_range": score_range,
-                              **{split: split_stats(rows, dimensions) for split, rows in splits.items()}})
-    return splits, dimensions, score_range
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", required=True, help="raw JSONL dataset")
-    parser.add_argument("--out", required=True, help="directory for {train,val,test}.jsonl and schema.json")
-    parser.add_argument("--metrics", required=True, help="JSON file for split counts and score statistics")
-    args = parser.parse_args()
-    splits, dimensions, score_range = prepare(args.raw, args.out, args.metrics, load_params(args.params), args.params)
-    sizes = ", ".join(f"{s} {len(r)}" for s, r in splits.items())
-    print(f"prepare: {len(dimensions)} dimensions, range {score_range}, {sizes}")
-
-
-if __name__ == "__main__":
-    run_main(main)
+def read_articles(path):
+    """Articles to score (either shape; labels are not needed): [{id, title, text}], ids unique. `-` is stdin."""
+    if str(path) != "-" and not Path(path).is_file():
+        raise InputError(path, "input file not found")
+    articles, seen = [], {}
+    for number, obj in read_jsonl(path):
+        article = article_fields(number, obj, source_name(path))
+        claim_id(seen, article["id"], number, source_name(path))
+        articles.append(article)
+    if not articles:
+        raise InputError(source_name(path), "no records")
+    return articles

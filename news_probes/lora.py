@@ -1,33 +1,28 @@
-"""finetune: a LoRA adapter with a regression head on a causal LM, the fine-tuned baseline.
+"""The fine-tuned baseline: a LoRA adapter with a regression head on a causal LM (`LoRARegressor`).
 
 The model is `AutoModelForSequenceClassification` over the LM (one output per dimension, the last real token
 pooled), wrapped with peft LoRA; the score head is trained in full (`modules_to_save`). Targets are
 standardised with the training split's mean and std, so one learning rate suits any score scale; predictions
-are mapped back and clipped to the score range. Validation MAE is measured every epoch and the adapter of the
-best epoch is kept. Only the adapter and the head are saved, never the base weights.
-
-As the finetune stage it trains the profile named by `finetune.profile` in params.yaml on the prepared train
-split (validation MAE every epoch), and writes into models/adapters/<profile>/ the adapter, regressor.json,
-scoring.json and the test split's predictions, which evaluate scores with the probes' code. Loss per step and
-validation MAE per epoch go to DVCLive (metrics/finetune/), with timings and latency in its metrics.json.
+are mapped back and clipped to the score range. Validation MAE is measured after every epoch (and every
+`eval_steps` steps when set) and the adapter of the best validation is kept. Only the adapter and the head are
+saved, never the base weights.
 """
-import argparse
 import contextlib
 import copy
 import inspect
 import math
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import (SPLITS, InputError, latency, load_params, load_schema, load_split, read_json, registry_entry,
-                    run_main, save_predictions, staged_directory, write_json)
-from embedders import model_input, resolve_source
-from hardware import MIXED_DTYPES, choose_device, choose_dtype, signature
+from news_probes.hardware import MIXED_DTYPES, choose_device, choose_dtype, signature
+from news_probes.io import read_json, write_json
+from news_probes.params import registry_entry
+from news_probes.sources import resolve_source
 
 TRUNCATION = ("head", "head+tail")
+INFO = "regressor.json"   # what predict needs besides peft's adapter files: settings, target scaling, best step
 
 
 def truncate_ids(ids, max_tokens, policy="head"):
@@ -161,7 +156,7 @@ class LoRARegressor:
         base = self._load_base(self.n_outputs_)
         # A zero head starts every prediction at the training mean (targets are standardised): the first steps
         # then refine from the mean instead of undoing a random projection of hidden states, whose scale in
-        # LLMs is large (a random head gave an initial loss of 11 on Qwen2.5-0.5B, bench/qwen.py).
+        # LLMs is large (bench/README.md has the initial losses measured with both heads).
         if isinstance(getattr(base, "score", None), torch.nn.Linear):
             torch.nn.init.zeros_(base.score.weight)
         self.model_ = self._wrap(base)
@@ -233,7 +228,7 @@ class LoRARegressor:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(directory)
-        write_json(directory / "regressor.json", {
+        write_json(directory / INFO, {
             "params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
             "std": self.std_.tolist(), "best_epoch": self.best_epoch_, "best_step": self.best_step_,
             "best_val_mae": self.best_val_mae_})
@@ -244,7 +239,7 @@ class LoRARegressor:
         a scorer picks its own precision for the machine it runs on)."""
         from peft import PeftModel
         directory = Path(directory)
-        info = read_json(directory / "regressor.json")
+        info = read_json(directory / INFO)
         params = {**info["params"], **overrides}
         params["score_range"] = tuple(params["score_range"])
         regressor = cls(**params)
@@ -257,8 +252,6 @@ class LoRARegressor:
         return regressor
 
 
-# --- the finetune stage ----------------------------------------------------------------------------------
-
 # Settings a profile may hold: LoRARegressor's hyperparameters; the seed and score range come from params/data.
 PROFILE_KEYS = set(inspect.signature(LoRARegressor.__init__).parameters) - {"self", "seed", "score_range"}
 
@@ -269,82 +262,3 @@ def finetune_profile(params, params_path="params.yaml"):
     name = section.get("profile")
     return name, registry_entry(section.get("profiles"), name, PROFILE_KEYS, params_path, "profile",
                                 "finetune.profile", f"finetune.profiles.{name}")
-
-
-def peak_memory_mb(device):
-    """Peak resident memory of this process (and of the CUDA allocator on a GPU), in MB."""
-    import torch
-    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.startswith("cuda"):
-        peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-    return peak
-
-
-def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml"):
-    from dvclive import Live
-    name, settings = finetune_profile(params, params_path)
-    schema = load_schema(prepared_dir)
-    splits = {s: load_split(prepared_dir, s) for s in SPLITS}
-    texts = {s: [model_input(r) for r in rows] for s, rows in splits.items()}
-    y = {s: np.array([r["labels"] for r in rows], dtype=np.float64) for s, rows in splits.items()}
-    try:
-        regressor = LoRARegressor(**settings, seed=int(params["seed"]), score_range=schema["score_range"])
-    except (TypeError, ValueError) as err:
-        raise InputError(params_path, str(err), field=f"finetune.profiles.{name}") from None
-
-    # DVCLive writes metrics.json and plots/metrics/**.tsv; no dvc.yaml of its own and no experiment: the stage
-    # declares these files, and `dvc exp run` makes the experiment.
-    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
-        def on_step(record):
-            live.log_metric("train/loss", record["loss"])
-            live.log_metric("train/lr", record["lr"])
-            live.next_step()
-
-        def on_validation(record):
-            live.log_metric("val/mae", record["val_mae"])
-
-        def on_epoch(record):
-            print(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
-                  f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)", flush=True)
-
-        regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
-                      on_validation=on_validation, on_epoch=on_epoch)
-        start = time.perf_counter()
-        predictions = regressor.predict(texts["test"])
-        test_seconds = time.perf_counter() - start
-        timing = latency(regressor.predict, texts["test"][:16], repeats=8)
-
-        regressor.save(staging)
-        write_json(staging / "scoring.json", {"kind": "adapter", "profile": name, "base": settings["source"],
-                                              "dimensions": schema["dimensions"],
-                                              "score_range": schema["score_range"]})
-        save_predictions(staging / "test_predictions.npz", [r["id"] for r in splits["test"]], predictions)
-        live.summary.update({
-            "profile": name, "base": settings["source"], "device": regressor.device_, "dtype": regressor.dtype_,
-            "hardware": regressor.hardware_,
-            "trainable_parameters": int(sum(p.numel() for p in regressor.model_.parameters() if p.requires_grad)),
-            "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
-            "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),
-            "steps": regressor.steps_, "fit_seconds": round(regressor.fit_seconds_, 1),
-            "seconds_per_step": round(regressor.fit_seconds_ / max(1, regressor.steps_), 3),
-            "test_seconds": round(test_seconds, 2),
-            "latency_ms": {"single": round(1000 * timing["single"], 2), "batched": round(1000 * timing["batched"], 2)},
-            **peak_memory_mb(regressor.device_)})
-    return live.summary
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--prepared", required=True, help="directory written by prepare")
-    parser.add_argument("--out", required=True, help="directory for the adapter and the test predictions")
-    parser.add_argument("--live", required=True, help="DVCLive directory (metrics.json, plots/metrics)")
-    args = parser.parse_args()
-    summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
-    print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
-          f"step {summary['best_step']}; validated {summary['validations']}x), "
-          f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -2,7 +2,7 @@
 
 scikit-learn conventions: hyperparameters in __init__, fit(X, y, X_val, y_val) returns self, fitted
 attributes end in "_". Predictions are clipped to the score range. save(dir) writes plain files
-(probe.json + arrays / weights); load_probe(dir) rebuilds a predictor without any training code.
+(probe.json + arrays / weights); load_probe(dir) rebuilds a predictor without refitting.
 """
 import copy
 import time
@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import read_json, write_bytes, write_json
+from news_probes.io import InputError, read_json, write_bytes, write_json
+from news_probes.params import as_list, check_names
+
+INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it each kind's arrays or weights
 
 
 class Probe:
@@ -42,7 +45,7 @@ class Probe:
         directory = Path(directory)
         arrays = self._arrays()
         write_bytes(directory / "arrays.npz", lambda f: np.savez(f, **arrays))
-        write_json(directory / "probe.json", {"kind": self.kind, "params": self.get_params(),
+        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(),
                                               "fit": self.fit_info()})
 
     @classmethod
@@ -91,13 +94,11 @@ class RidgeProbe(Probe):
 class MLPProbe(Probe):
     """Torch MLP (ReLU, dropout), Adam on a Huber (default) or L1 loss, early stopping on validation MAE.
 
-    Huber rather than L1: L1's gradient is the sign of each residual, so an input change in the fourth decimal
-    flips it for the articles near zero residual and sends training down another path. Huber's gradient is
-    continuous (quadratic within `huber_delta` score units, L1 beyond). Measured on the sample's MiniLM
-    embeddings, seeds 42-51: bf16 instead of fp32 embeddings moved the test MAE by 0.0095 on average with L1,
-    0.0040 with Huber (delta 1); bf16 autocast 0.0126 vs 0.0034; fp32 MAE 1.108 vs 1.105 (sd over the seeds
-    0.018 vs 0.019). The weights of the best validation epoch are kept by a deep copy: a shallow
-    state_dict().copy() would hold references to the live tensors and silently return the last epoch instead.
+    Huber rather than L1 by default: L1's gradient is the sign of each residual, so an input change in the fourth
+    decimal (bf16 embeddings, another CPU) flips it for the articles near zero residual and sends training down
+    another path. Huber's gradient is continuous (quadratic within `huber_delta` score units, L1 beyond); the
+    measurements are in bench/README.md. The weights of the best validation epoch are kept by a deep copy: a
+    shallow state_dict().copy() would hold references to the live tensors and silently return the last epoch.
     """
     kind = "mlp"
 
@@ -177,7 +178,6 @@ class MLPProbe(Probe):
         import torch
         super().save(directory)
         write_bytes(Path(directory) / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
-        write_json(Path(directory) / "history.json", self.history_)
 
     def _arrays(self):
         return {"mean_": self.mean_, "scale_": self.scale_, "n_in_": np.array(self.n_in_),
@@ -231,7 +231,7 @@ class LightGBMProbe(Probe):
 
     def save(self, directory):
         directory = Path(directory)
-        write_json(directory / "probe.json", {"kind": self.kind, "params": self.get_params(),
+        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(),
                                               "fit": self.fit_info()})
         for d, booster in enumerate(self.boosters_):
             text = booster.model_to_string(num_iteration=booster.best_iteration or None)
@@ -253,9 +253,30 @@ def build_probe(name, hyperparameters, score_range, seed):
     return PROBES[name](**hyperparameters, score_range=score_range, seed=seed)
 
 
+def selected_probes(params, params_path="params.yaml"):
+    """(name, hyperparameters) for each probe named by `probe`, checked against the known kinds."""
+    names = as_list(params.get("probe"))
+    if not names:
+        raise InputError(params_path, "names no probe", field="probe")
+    check_names(names, PROBES, params_path, "probe")
+    hyper = params.get("probes") or {}
+    return [(name, dict(hyper.get(name) or {})) for name in names]
+
+
+def built_probes(params, score_range, params_path="params.yaml"):
+    """Every selected probe built before any is fitted, so that a bad hyperparameter fails at once."""
+    built = []
+    for name, hyperparameters in selected_probes(params, params_path):
+        try:
+            built.append((name, build_probe(name, hyperparameters, score_range, int(params["seed"]))))
+        except (TypeError, ValueError) as err:
+            raise InputError(params_path, str(err), field=f"probes.{name}") from None
+    return built
+
+
 def load_probe(directory):
     """Rebuild a saved probe from its directory; it predicts without refitting."""
-    info = read_json(Path(directory) / "probe.json")
+    info = read_json(Path(directory) / INFO)
     cls = PROBES[info["kind"]]
     if cls is LightGBMProbe:
         return cls.load(directory, info["params"])

@@ -1,0 +1,84 @@
+"""finetune: train the LoRA baseline (news_probes.lora) of the profile named by `finetune.profile` on the
+prepared train split, validating on the val split; write the adapter, scoring.json and the test predictions into
+models/adapters/<profile>/ (scored by evaluate with the probes' code). Loss per step and validation MAE go to
+DVCLive (metrics/finetune/), with timings, latency and peak memory in its metrics.json."""
+import argparse
+import time
+
+import numpy as np
+
+from news_probes.artifacts import save_predictions, write_scoring
+from news_probes.data import SPLITS, load_schema, load_split, model_input
+from news_probes.io import InputError, run_main, staged_directory
+from news_probes.lora import LoRARegressor, finetune_profile
+from news_probes.params import load_params
+from news_probes.timing import latency_ms, peak_memory_mb
+
+LATENCY_ARTICLES = 16     # test articles scored one at a time, then in one batch
+
+
+def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml"):
+    from dvclive import Live
+    name, settings = finetune_profile(params, params_path)
+    schema = load_schema(prepared_dir)
+    splits = {s: load_split(prepared_dir, s) for s in SPLITS}
+    texts = {s: [model_input(r) for r in rows] for s, rows in splits.items()}
+    y = {s: np.array([r["labels"] for r in rows], dtype=np.float64) for s, rows in splits.items()}
+    try:
+        regressor = LoRARegressor(**settings, seed=int(params["seed"]), score_range=schema["score_range"])
+    except (TypeError, ValueError) as err:
+        raise InputError(params_path, str(err), field=f"finetune.profiles.{name}") from None
+
+    # DVCLive writes metrics.json and plots/metrics/**.tsv; no dvc.yaml of its own and no experiment: the stage
+    # declares these files, and `dvc exp run` makes the experiment.
+    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
+        def on_step(record):
+            live.log_metric("train/loss", record["loss"])
+            live.log_metric("train/lr", record["lr"])
+            live.next_step()
+
+        def on_validation(record):
+            live.log_metric("val/mae", record["val_mae"])
+
+        def on_epoch(record):
+            print(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
+                  f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)", flush=True)
+
+        regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
+                      on_validation=on_validation, on_epoch=on_epoch)
+        start = time.perf_counter()
+        predictions = regressor.predict(texts["test"])
+        test_seconds = time.perf_counter() - start
+        timing = latency_ms(regressor.predict, texts["test"][:LATENCY_ARTICLES], repeats=8)
+
+        regressor.save(staging)
+        write_scoring(staging, "adapter", schema["dimensions"], schema["score_range"], profile=name,
+                      base=settings["source"])
+        save_predictions(staging, [r["id"] for r in splits["test"]], predictions)
+        live.summary.update({
+            "profile": name, "base": settings["source"], "device": regressor.device_, "dtype": regressor.dtype_,
+            "hardware": regressor.hardware_,
+            "trainable_parameters": int(sum(p.numel() for p in regressor.model_.parameters() if p.requires_grad)),
+            "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
+            "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),
+            "steps": regressor.steps_, "fit_seconds": round(regressor.fit_seconds_, 1),
+            "seconds_per_step": round(regressor.fit_seconds_ / max(1, regressor.steps_), 3),
+            "test_seconds": round(test_seconds, 2), "latency_ms": timing, **peak_memory_mb(regressor.device_)})
+    return live.summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", required=True, help="directory written by prepare")
+    parser.add_argument("--out", required=True, help="directory for the adapter and the test predictions")
+    parser.add_argument("--live", required=True, help="DVCLive directory (metrics.json, plots/metrics)")
+    args = parser.parse_args()
+    summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
+    print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
+          f"step {summary['best_step']}; validated {summary['validations']}x), "
+          f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
+
+
+if __name__ == "__main__":
+    run_main(main)

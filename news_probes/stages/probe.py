@@ -1,0 +1,59 @@
+"""probe@<model>: fit the probes selected by `probe` on one model's embeddings; save each probe with its test
+predictions and scoring.json (what `news-probes score` needs), and its fit time and latency alone (embeddings
+in, scores out) in the fit metrics."""
+import argparse
+
+import numpy as np
+
+from news_probes.artifacts import load_embeddings, save_predictions, write_history, write_scoring
+from news_probes.data import SPLITS, load_schema, load_split
+from news_probes.io import InputError, run_main, staged_directory, write_json
+from news_probes.params import load_params
+from news_probes.probes import built_probes, timed_fit
+from news_probes.timing import latency_ms
+
+
+def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):
+    schema = load_schema(prepared_dir)
+    probes = built_probes(params, schema["score_range"], params_path)
+    embedder = (params.get("embedders") or {}).get(model)     # checked by the embed stage, recorded for scoring
+    if not embedder:
+        raise InputError(params_path, f"no registry entry for model {model!r}", field=f"embedders.{model}")
+    splits = {s: load_split(prepared_dir, s) for s in SPLITS}
+    X = {s: load_embeddings(embeddings_dir, s, len(rows)) for s, rows in splits.items()}
+    y = {s: np.array([r["labels"] for r in rows]) for s, rows in splits.items()}
+
+    fit_report = {}
+    with staged_directory(out_dir) as staging:
+        for name, probe in probes:
+            seconds = timed_fit(probe, X["train"], y["train"], X["val"], y["val"])
+            folder = staging / name
+            probe.save(folder)
+            if getattr(probe, "history_", None):
+                write_history(folder, probe.history_)
+            save_predictions(folder, [r["id"] for r in splits["test"]], probe.predict(X["test"]))
+            write_scoring(folder, "probe", schema["dimensions"], schema["score_range"], model=model, probe=name,
+                          embedder=embedder)
+            fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info(),
+                                "latency_ms": latency_ms(probe.predict, X["test"], repeats=50)}
+            print(f"probe {name}: {fit_report[name]}")
+    write_json(fit_metrics_path, fit_report)
+    return fit_report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", required=True, help="a key of embedders in params (recorded for scoring)")
+    parser.add_argument("--prepared", required=True, help="directory written by prepare")
+    parser.add_argument("--embeddings", required=True, help="directory written by embed@<model>")
+    parser.add_argument("--out", required=True, help="directory for one sub-directory per probe")
+    parser.add_argument("--fit-metrics", required=True, help="JSON file for chosen hyperparameters, fit times "
+                                                             "and latency")
+    args = parser.parse_args()
+    fit_probes(args.model, args.prepared, args.embeddings, args.out, args.fit_metrics, load_params(args.params),
+               args.params)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,79 @@
+"""report: the comparison report (reports/comparison.md) and the plot data, written up from files the stages
+wrote in this run: evaluate's metrics and its best candidate (metrics/summary.json), the test predictions (for
+bootstrap intervals and plots), and the embed, probe and finetune stages' own measurements. It loads no model and
+times nothing, so the same inputs give the same bytes."""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from news_probes.artifacts import (adapter_dir, candidate_metrics_file, load_predictions, model_file, probe_dir)
+from news_probes.comparison import markdown
+from news_probes.data import load_schema, load_split
+from news_probes.io import read_json, run_main, write_bytes
+from news_probes.metrics import bootstrap
+from news_probes.params import candidates, load_params
+from news_probes.plots import write_plots, write_pngs
+
+
+def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
+             embed_meta_dir, fit_dir, data_metrics, params):
+    """Everything the report writes up, as one dict (the candidates are (model, probe) pairs)."""
+    schema = load_schema(prepared)
+    test = load_split(prepared, "test")
+    truth = np.array([r["labels"] for r in test])
+    ids = [r["id"] for r in test]
+    baseline, summary = read_json(baseline_path), read_json(summary_path)
+    tuned = ("fine-tuned", baseline["profile"])       # the baseline, as a row beside the candidates
+    cands = candidates(params)
+    preds = {c: load_predictions(probe_dir(probes_dir, *c), ids) for c in cands}
+    preds[tuned] = load_predictions(adapter_dir(adapters_dir, baseline["profile"]), ids)
+    results = {c: read_json(candidate_metrics_file(metrics_dir, *c)) for c in cands}
+    results[tuned] = {**baseline, "gap": 0.0}
+    errors = {c: np.abs(preds[c] - truth).mean(axis=1) for c in preds}
+    best = (summary["best"]["model"], summary["best"]["probe"])
+    resamples = int((params.get("report") or {}).get("bootstrap_resamples", 1000))
+    models = dict.fromkeys(c[0] for c in cands)
+    return {"params": params, "schema": schema, "dimensions": schema["dimensions"], "truth": truth, "preds": preds,
+            "errors": errors, "results": results, "order": sorted(cands, key=lambda c: results[c]["mae"]),
+            "best": best, "tuned": tuned, "baseline": baseline, "tuning": read_json(finetune_metrics),
+            "ci": bootstrap(errors, [*cands, tuned], best, errors[tuned], resamples, int(params["seed"])),
+            "resamples": resamples, "splits": read_json(data_metrics),
+            "embed_meta": {m: read_json(model_file(embed_meta_dir, m)) for m in models},
+            "fits": {m: read_json(model_file(fit_dir, m)) for m in models}}
+
+
+def report(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
+           embed_meta_dir, fit_dir, data_metrics, out, plots_dir, params):
+    run = load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
+                   embed_meta_dir, fit_dir, data_metrics, params)
+    text = markdown(run)
+    write_plots(plots_dir, run, probes_dir)
+    write_pngs(plots_dir, run, probes_dir, Path(finetune_metrics).parent)
+    write_bytes(out, lambda f: f.write(text.encode("utf-8")))
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", required=True)
+    parser.add_argument("--probes", required=True, help="directory holding <model>/<probe>/ from probe")
+    parser.add_argument("--adapters", required=True, help="directory holding <profile>/ from finetune")
+    parser.add_argument("--metrics-dir", required=True, help="directory holding <model>/<probe>.json from evaluate")
+    parser.add_argument("--baseline", required=True, help="the baseline's metrics from evaluate")
+    parser.add_argument("--summary", required=True, help="evaluate's summary (the best candidate)")
+    parser.add_argument("--finetune-metrics", required=True, help="metrics.json of finetune's DVCLive directory")
+    parser.add_argument("--embed-meta", required=True, help="directory holding <model>.json from embed")
+    parser.add_argument("--fit-metrics", required=True, help="directory holding <model>.json from probe")
+    parser.add_argument("--data-metrics", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--plots", required=True)
+    args = parser.parse_args()
+    report(args.prepared, args.probes, args.adapters, args.metrics_dir, args.baseline, args.summary,
+           args.finetune_metrics, args.embed_meta, args.fit_metrics, args.data_metrics, args.out, args.plots,
+           load_params(args.params))
+
+
+if __name__ == "__main__":
+    run_main(main)
