@@ -47,8 +47,8 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(reproduced, repo):
     assert read(work, "metrics/embed/all-MiniLM-L6-v2.json")["dimension"] == 384
     assert read(work, "metrics/data.json")["test"]["count"] == 16
     best = summary["best"]
-    assert f"Best overall: **{best['model']} / {best['probe']}** (MAE {best['mae']:.3f}" in \
-        (work / "reports/comparison.md").read_text()
+    assert (f"Best overall, chosen on validation: **{best['model']} / {best['probe']}** (validation MAE "
+            f"{best['val_mae']:.3f}, test MAE {best['mae']:.3f}") in (work / "reports/comparison.md").read_text()
     # The baseline is the adapter trained and scored here, its provenance written out; gaps are to it.
     baseline = read(work, "metrics/baseline.json")
     assert summary["baseline"]["mae"] == baseline["mae"] and baseline["profile"] == "tiny"
