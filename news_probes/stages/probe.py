@@ -41,7 +41,7 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
                           embedder=embedder)
             fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info(),
                                 "latency_ms": latency_ms(probe.predict, X["test"], repeats=50)}
-            print(f"probe {name}: {fit_report[name]}")
+            print(f"probe {name}: seeds {probe.seeds} fitted in {seconds:.1f} s (details: {fit_metrics_path})")
     write_json(fit_metrics_path, fit_report)
     return fit_report
 
