@@ -36,11 +36,25 @@ def metrics_files(paths):
     return [f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
 
 
+# Filter figures, under `filter` in a metrics file and flattened into the summary's rows (named as below).
+FILTER_NAMES = {"weighted_mae", "precision", "recall", "f1", "false_negative_rate", "ndcg_at_10pct", "confusion",
+                "tier_recall", "high_tier_recall", "bias"}
+
+
 def metric_group(key):
-    """(group, name) of a flattened metrics key: ('per_dimension', 'mae') for per_dimension.<dim>.mae,
-    ('overall', 'mae') for mae or candidates.<model>.<probe>.mae."""
+    """(group, name) of a flattened metrics key, as .ci/tolerances.yaml keys tolerances: ('per_dimension', 'mae')
+    for per_dimension.<dim>.mae; ('overall', 'mae') for mae, val.mae, candidates.<model>.<probe>.mae or its val_mae;
+    ('seeds', 'sd') for seeds.sd or a summary row's seed_sd; ('filter', 'recall') for filter.recall or a row's
+    recall; ('filter', 'confusion') for every cell of the tier confusion matrix, ('filter', 'bias') for each
+    dimension's bias, ('filter', 'tier_recall') for each tier's recall (a row's high_tier_recall too)."""
     parts = key.split(".")
-    return ("per_dimension" if "per_dimension" in parts else "overall"), parts[-1]
+    name = next((p for p in ("confusion", "tier_recall", "bias") if p in parts), parts[-1])
+    name = {"high_tier_recall": "tier_recall", "val_mae": "mae"}.get(name, name)
+    if "per_dimension" in parts:
+        return "per_dimension", name
+    if "seeds" in parts or name == "seed_sd":
+        return "seeds", "sd" if name == "seed_sd" else name
+    return ("filter" if "filter" in parts or name in FILTER_NAMES else "overall"), name
 
 
 def tolerance(key, tolerances):

@@ -2,10 +2,12 @@
 scorer) read: defined here once.
 
   <embeddings>/<model>/{train,val,test}.npy   float32, one row per record of the split
-  <probes>/<model>/<probe>/                   the probe's own files (news_probes.probes), scoring.json,
-                                              test_predictions.npz, history.json (epoch curves, when it has them)
+  <probes>/<model>/<probe>/                   the probe's own files (news_probes.probes: one folder per seed),
+                                              scoring.json, {val,test}_predictions.npz, history.json (the
+                                              first seed's epoch curves, when the probe has them)
   <adapters>/<profile>/                       the adapter and score head (news_probes.lora), scoring.json,
-                                              test_predictions.npz
+                                              {val,test}_predictions.npz
+  <adapters>/none/                            no baseline (`finetune.profile: none`): the NO_BASELINE marker
   <meta>/<model>.json                         per-model metrics of a stage (embed: speed, fit: fit and latency)
   <metrics>/<model>/<probe>.json              evaluate's metrics of one candidate
 
@@ -19,8 +21,10 @@ import numpy as np
 from news_probes.io import InputError, read_json, write_bytes, write_json
 
 SCORING = "scoring.json"
-PREDICTIONS = "test_predictions.npz"
 HISTORY = "history.json"
+NO_PROFILE = "none"         # `finetune.profile: none`: no adapter is trained, the comparison has no baseline
+NO_BASELINE = "NO_BASELINE"
+PREDICTED_SPLITS = ("val", "test")      # validation chooses the best candidate, test measures it once
 SCORER_KINDS = ("probe", "adapter")
 
 
@@ -80,22 +84,36 @@ def read_scoring(directory):
     return info
 
 
-def save_predictions(directory, ids, scores):
-    """Test predictions as evaluate reads them: the ids in split order and one row of scores per id."""
-    write_bytes(Path(directory) / PREDICTIONS,
-                lambda f: np.savez(f, ids=np.array(ids), scores=np.asarray(scores, dtype=np.float64)))
+def predictions_path(directory, split):
+    return Path(directory) / f"{split}_predictions.npz"
 
 
-def load_predictions(directory, test_ids):
-    """Predictions in test-split order; a file written for another split is refused, not misaligned."""
-    path = Path(directory) / PREDICTIONS
+def save_predictions(directory, split, ids, scores, seed_scores=None):
+    """One split's predictions as evaluate reads them: the ids in split order, one row of scores per id, and for
+    a seed ensemble each seed's own predictions (seeds x ids x dimensions) beside their mean."""
+    arrays = {"ids": np.array(ids), "scores": np.asarray(scores, dtype=np.float64)}
+    if seed_scores is not None:
+        arrays["seed_scores"] = np.asarray(seed_scores, dtype=np.float64)
+    write_bytes(predictions_path(directory, split), lambda f: np.savez(f, **arrays))
+
+
+def load_predictions(directory, split, ids):
+    """{"scores", "seed_scores" (None for a single model)} in split order; a file written for another split is
+    refused, not misaligned."""
+    path = predictions_path(directory, split)
     if not path.is_file():
         raise InputError(path, "predictions missing: run `dvc repro` (or `dvc pull`) for this candidate")
     with np.load(path) as data:
-        ids, scores = data["ids"].tolist(), data["scores"]
-    if ids != list(test_ids):
-        raise InputError(path, "ids do not match the prepared test split: re-run its stage", field="ids")
-    return scores
+        saved_ids, scores = data["ids"].tolist(), data["scores"]
+        seed_scores = data["seed_scores"] if "seed_scores" in data.files else None
+    if saved_ids != list(ids):
+        raise InputError(path, f"ids do not match the prepared {split} split: re-run its stage", field="ids")
+    return {"scores": scores, "seed_scores": seed_scores}
+
+
+def write_no_baseline(directory, reason):
+    """The whole output of a finetune stage that trains nothing: a marker that says why."""
+    (Path(directory) / NO_BASELINE).write_text(reason + "\n", encoding="utf-8")
 
 
 def write_history(directory, history):

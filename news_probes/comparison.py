@@ -3,6 +3,7 @@ metrics and best candidate, the predictions (for bootstrap intervals and the ble
 finetune stages' measurements. Nothing here loads a model or times anything."""
 import numpy as np
 
+from news_probes.metrics import TIERS as TIER_NAMES
 from news_probes.plots import name
 
 # The reference study's reading of the gap between the best probe and the fine-tuned model (its thresholds are
@@ -63,81 +64,168 @@ def recommendations(results, order, best, dimensions, truth, preds, params, sche
     return lines
 
 
-def markdown(run):
-    """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run)."""
-    params, schema, dimensions, splits = run["params"], run["schema"], run["dimensions"], run["splits"]
-    baseline, tuning, results, order = run["baseline"], run["tuning"], run["results"], run["order"]
-    best, tuned, ci, embed_meta, fits = run["best"], run["tuned"], run["ci"], run["embed_meta"], run["fits"]
-    resamples = run["resamples"]
-    lines = [
+def fmt(value, spec, missing="—"):
+    """A number in `spec`, or `missing` where it is undefined (no baseline, no seeds, no positives)."""
+    return missing if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+
+
+def seed_sd(metrics):
+    """The spread of a candidate's single seeds, None for one seed."""
+    seeds = metrics.get("seeds") or {}
+    return seeds["sd"] if seeds.get("n", 0) > 1 else None
+
+
+def header(run):
+    params, schema, splits, baseline = run["params"], run["schema"], run["splits"], run["baseline"]
+    if baseline["measured"]:
+        base = (f"- Baseline: the fine-tuned adapter `{baseline['adapter']}` (profile `{baseline['profile']}`: LoRA "
+                f"on `{baseline['base']}`), MAE {baseline['mae']:.3f} measured on this test split "
+                f"({baseline['n_test']} articles) by the same evaluation code. The study's reference value "
+                f"{baseline['reference_mae']:.2f} ({baseline['reference_source']}) is shown beside it and enters no "
+                f"gap.")
+    else:
+        base = (f"- Baseline: **none measured** (`finetune.profile: none`): no adapter was trained, so there is no "
+                f"gap to a fine-tuned model. The study's reference value {baseline['reference_mae']:.2f} "
+                f"({baseline['reference_source']}) is a reference only, not a measurement on this split.")
+    seeds = ", ".join(f"{probe} {n}" for probe, n in dict.fromkeys(
+        (c[1], run["results"][c]["seeds"]["n"]) for c in run["order"]))
+    return [
         "# Embedding probes vs fine-tuning: comparison report",
         "",
         f"- Dataset: `{params['data']['raw']}`, {sum(splits[s]['count'] for s in ('train', 'val', 'test'))} "
-        f"records, {len(dimensions)} dimensions, score range {schema['score_range']}",
+        f"records, {len(run['dimensions'])} dimensions, score range {schema['score_range']}",
         f"- Splits: train {splits['train']['count']}, validation {splits['val']['count']}, "
         f"test {splits['test']['count']} (seed {params['seed']})",
-        f"- Baseline: the fine-tuned adapter `{baseline['adapter']}` (profile `{baseline['profile']}`: LoRA on "
-        f"`{baseline['base']}`), MAE {baseline['mae']:.3f} measured on this test split ({baseline['n_test']} "
-        f"articles) by the same evaluation code. The study's reference value {baseline['reference_mae']:.2f} "
-        f"({baseline['reference_source']}) is shown beside it and enters no gap.",
+        "- Selection: the best candidate is the one with the lowest **validation** MAE; the test split measures "
+        "it once (choosing on test would reward the luckiest of many candidates).",
+        f"- Seeds: each probe's predictions are the mean of its seeds' ({seeds}); \"seed sd\" is the spread "
+        "(standard deviation) of the single seeds' test MAE, what one run alone could have moved.",
+        base,
         "- Embedders: " + "; ".join(
             f"{m} ({meta['dimension']}-d, {meta.get('dtype', '?')} on {meta.get('device', '?')}, "
             f"{meta['max_tokens']} tokens, {meta['truncated_share']:.0%} of texts truncated)"
-            for m, meta in embed_meta.items()),
-        f"- Intervals: 95% bootstrap over test articles ({resamples} resamples, "
-        f"seed {params['seed']}); differences to the best candidate are paired.",
-        "",
-        "## Summary (sorted by MAE)",
-        "",
-    ]
+            for m, meta in run["embed_meta"].items()),
+        f"- Intervals: 95% bootstrap over test articles ({run['resamples']} resamples, seed {params['seed']}); "
+        "gaps and differences to the best candidate are paired.",
+        ""]
+
+
+def summary_section(run):
+    results, order, best, ci, baseline = run["results"], run["order"], run["best"], run["ci"], run["baseline"]
     rows = []
     for c in order:
         r, bold = results[c], (lambda s: f"**{s}**") if c == best else (lambda s: s)
-        rows.append([bold(c[0]), bold(c[1]), bold(f"{r['mae']:.3f}"), fmt_interval(ci[c]["mae"]),
-                     f"{r['rmse']:.3f}", rho(r['spearman']), f"{r['gap']:+.3f}",
-                     f"{100 * r['gap'] / baseline['mae']:+.1f}%", fmt_interval(ci[c]["gap"]),
+        measured = baseline["measured"]
+        rows.append([bold(c[0]), bold(c[1]), bold(f"{r['val']['mae']:.3f}"), bold(f"{r['mae']:.3f}"),
+                     fmt_interval(ci[c]["mae"]), f"{r['rmse']:.3f}", rho(r['spearman']),
+                     fmt(seed_sd(r), ".3f"), fmt(r["gap"], "+.3f"),
+                     f"{100 * r['gap'] / baseline['mae']:+.1f}%" if measured else "—",
+                     fmt_interval(ci[c]["gap"]) if measured else "—",
                      "—" if c == best else fmt_interval(ci[c]["to_best"])])
-    lines += [table(["model", "probe", "MAE", "MAE 95% CI", "RMSE", "Spearman", "gap", "gap %", "gap 95% CI",
-                     "vs best 95% CI"], rows), "",
-              "## Baseline", "",
-              table(["baseline", "split", "MAE", "MAE 95% CI", "RMSE", "Spearman", "best probe vs it 95% CI"],
-                    [[f"fine-tuned: {baseline['profile']} (LoRA on `{baseline['base']}`)", "test (measured)",
-                      f"{baseline['mae']:.3f}", fmt_interval(ci[tuned]["mae"]), f"{baseline['rmse']:.3f}",
-                      rho(baseline['spearman']), fmt_interval(ci[best]["gap"])],
-                     ["the study's reference value", "its own validation run", f"{baseline['reference_mae']:.3f}",
-                      "—", "—", "—", "—"]]), ""]
+    return ["## Summary (sorted by validation MAE)", "",
+            table(["model", "probe", "val MAE", "MAE", "MAE 95% CI", "RMSE", "Spearman", "seed sd", "gap", "gap %",
+                   "gap 95% CI", "vs best 95% CI"], rows), ""]
+
+
+def baseline_section(run):
+    baseline, ci, best, tuned = run["baseline"], run["ci"], run["best"], run["tuned"]
+    reference = ["the study's reference value", "its own validation run", "—", f"{baseline['reference_mae']:.3f}",
+                 "—", "—", "—", "—"]
+    if baseline["measured"]:
+        measured = [f"fine-tuned: {baseline['profile']} (LoRA on `{baseline['base']}`)", "test (measured)",
+                    f"{baseline['val']['mae']:.3f}", f"{baseline['mae']:.3f}", fmt_interval(ci[tuned]["mae"]),
+                    f"{baseline['rmse']:.3f}", rho(baseline['spearman']), fmt_interval(ci[best]["gap"])]
+    else:
+        measured = ["none measured (`finetune.profile: none`)", "—", "—", "—", "—", "—", "—", "—"]
+    return ["## Baseline", "",
+            table(["baseline", "split", "val MAE", "MAE", "MAE 95% CI", "RMSE", "Spearman", "best vs it 95% CI"],
+                  [measured, reference]), ""]
+
+
+def best_section(run):
+    results, order, best, ci, baseline = run["results"], run["order"], run["best"], run["ci"], run["baseline"]
+    test_best = run["test_best"]
 
     def best_of(probe_names):
         chosen = [c for c in order if c[1] in probe_names]
-        return f"{name(chosen[0])} (MAE {results[chosen[0]]['mae']:.3f})" if chosen else "not in this grid"
+        return (f"{name(chosen[0])} (validation MAE {results[chosen[0]]['val']['mae']:.3f}, test MAE "
+                f"{results[chosen[0]]['mae']:.3f})" if chosen else "not in this grid")
 
-    gap = results[best]["gap"]
+    r = results[best]
     tied = [name(c) for c in order if c != best and ci[c]["to_best"][0] <= 0]
-    lines += ["## Best candidates", "",
-              f"- Best linear probe: {best_of({'ridge'})}",
-              f"- Best MLP probe: {best_of({'mlp'})}",
-              f"- Best overall: **{name(best)}** (MAE {results[best]['mae']:.3f}, gap {gap:+.3f})",
-              f"- Not distinguishable from the best on this split (paired interval includes 0): "
-              f"{', '.join(tied) if tied else 'none'}",
-              "",
-              f"**Result:** the best gap to the measured baseline is {gap:+.3f} MAE: {verdict(gap)}"
-              + (f"; its 95% interval {fmt_interval(ci[best]['gap'])} includes 0, so on this split the two are not "
-                 f"distinguishable" if ci[best]["gap"][0] <= 0 <= ci[best]["gap"][1] else "")
-              + f". Against the study's reference value the same probe's gap would read "
-              f"{results[best]['mae'] - baseline['reference_mae']:+.3f}.", "", "## Recommendations", ""]
-    lines += recommendations(results, order, best, dimensions, run["truth"], run["preds"], params, schema,
-                             embed_meta)
-    lines += ["", "## Per-dimension results (top 3 and the baseline)", ""]
-    for c in [best, *[c for c in order if c != best][:2], tuned]:
-        per = results[c]["per_dimension"]
-        lines += [f"### {name(c)}", "", table(["dimension", "MAE", "RMSE", "Spearman"],
-                  [[d, f"{per[d]['mae']:.3f}", f"{per[d]['rmse']:.3f}", rho(per[d]['spearman'])]
-                   for d in dimensions]), ""]
+    picked = ("the test split alone would have picked the same candidate" if test_best == best else
+              f"the test split alone would have picked **{name(test_best)}** (test MAE "
+              f"{results[test_best]['mae']:.3f}, {results[test_best]['mae'] - r['mae']:+.3f} against the chosen one): "
+              f"that difference is the size of the selection effect")
+    lines = ["## Best candidates", "",
+             f"- Best linear probe: {best_of({'ridge'})}",
+             f"- Best MLP probe: {best_of({'mlp'})}",
+             f"- Best overall, chosen on validation: **{name(best)}** (validation MAE {r['val']['mae']:.3f}, test "
+             f"MAE {r['mae']:.3f}, gap {fmt(r['gap'], '+.3f')}); {picked}.",
+             f"- Not distinguishable from the best on the test split (paired interval includes 0): "
+             f"{', '.join(tied) if tied else 'none'}", ""]
+    spread = seed_sd(r)
+    if baseline["measured"]:
+        gap = r["gap"]
+        result = (f"**Result:** the chosen candidate's gap to the measured baseline is {gap:+.3f} MAE: {verdict(gap)}"
+                  + (f"; its 95% interval {fmt_interval(ci[best]['gap'])} includes 0, so on this split the two are "
+                     f"not distinguishable" if ci[best]["gap"][0] <= 0 <= ci[best]["gap"][1] else "")
+                  + (f"; the gap is smaller than the spread of the candidate's single seeds (sd {spread:.3f}), so "
+                     f"one seed alone could have reversed it" if spread and abs(gap) < spread else "")
+                  + f". Against the study's reference value the same candidate's gap would read "
+                  f"{r['mae'] - baseline['reference_mae']:+.3f}.")
+    else:
+        result = (f"**Result:** no baseline was measured, so there is no verdict against fine-tuning. The chosen "
+                  f"candidate's test MAE is {r['mae']:.3f}; the study's reference value "
+                  f"{baseline['reference_mae']:.2f} comes from another split and setting and is not a gap.")
+    return lines + [result, ""]
 
-    lines += ["## Efficiency (measured in this run)", "",
-              "Each figure is measured by the stage that loaded the model: encoding speed and single-article "
-              "latency by embed, the probe alone (embeddings in, scores out) by probe, the adapter by finetune. "
-              "Scoring an article with a probe costs encoding it plus the probe.", ""]
+
+def filter_section(run):
+    results, order, best, tuned = run["results"], run["order"], run["best"], run["tuned"]
+    some = results[best]["filter"]
+    rows = []
+    for c in [*order, *([tuned] if tuned else [])]:
+        f = results[c]["filter"]
+        worst = max(f["bias"], key=lambda d: abs(f["bias"][d]))
+        rows.append([name(c), f"{f['weighted_mae']:.3f}", fmt(f["precision"], ".3f"), fmt(f["recall"], ".3f"),
+                     fmt(f["f1"], ".3f"), fmt(f["false_negative_rate"], ".3f"), fmt(f["tier_recall"]["high"], ".3f"),
+                     fmt(f["ndcg_at_10pct"], ".3f"), f"{worst} {f['bias'][worst]:+.3f}"])
+    tiers = some["tiers"]
+    lines = ["## Filtering: what a threshold keeps and misses", "",
+             f"The weighted score of an article (weights in `filter.weights`) is kept when it reaches "
+             f"{some['threshold']:g}; {some['positives']} of the {results[best]['n_test']} test articles truly do. "
+             f"Tiers: high from {tiers['high']:g}, medium from {tiers['medium']:g}, low below. Recall is the share of "
+             f"truly kept articles the candidate keeps (1 minus the false-negative rate); high-tier recall the share "
+             f"of truly high articles it puts in the high tier; NDCG over the top 10% ranked by predicted score; bias "
+             f"the dimension with the largest mean signed error (negative: scored too low).", "",
+             table(["candidate", "weighted MAE", "precision", "recall", "F1", "false-negative rate",
+                    "high-tier recall", "NDCG@10%", "largest bias"], rows), ""]
+    for c in [best, *([tuned] if tuned else [])]:
+        confusion = results[c]["filter"]["confusion"]
+        lines += [f"Tiers of {name(c)} (rows: true tier, columns: predicted tier):", "",
+                  table(["true \\ predicted", *TIER_NAMES], [[t, *(confusion[t][p] for p in TIER_NAMES)]
+                                                            for t in TIER_NAMES]), ""]
+    return lines
+
+
+def per_dimension_section(run):
+    results, order, best, tuned = run["results"], run["order"], run["best"], run["tuned"]
+    lines = ["## Per-dimension results (the best, the next two by validation MAE, and the baseline)", ""]
+    for c in [best, *[c for c in order if c != best][:2], *([tuned] if tuned else [])]:
+        per, bias = results[c]["per_dimension"], results[c]["filter"]["bias"]
+        lines += [f"### {name(c)}", "", table(["dimension", "MAE", "RMSE", "Spearman", "bias"],
+                  [[d, f"{per[d]['mae']:.3f}", f"{per[d]['rmse']:.3f}", rho(per[d]['spearman']), f"{bias[d]:+.3f}"]
+                   for d in run["dimensions"]]), ""]
+    return lines
+
+
+def efficiency_section(run):
+    order, embed_meta, fits, tuning = run["order"], run["embed_meta"], run["fits"], run["tuning"]
+    lines = ["## Efficiency (measured in this run)", "",
+             "Each figure is measured by the stage that loaded the model: encoding speed and single-article "
+             "latency by embed, the probe alone (embeddings in, scores out, all its seeds) by probe, the adapter by "
+             "finetune. Scoring an article with a probe costs encoding it plus the probe.", ""]
     eff = []
     for model in dict.fromkeys(c[0] for c in order):
         meta = embed_meta[model]
@@ -150,15 +238,28 @@ def markdown(run):
                         f"{meta['latency_ms']['single'] + fit['latency_ms']['single']:.1f} ms",
                         f"{meta['latency_ms']['batched'] + fit['latency_ms']['batched']:.1f} ms"])
     lines += [table(["model", "probe", "embedder precision", "embedding / 1,000 articles", "tokens / s",
-                     "probe training", "encoding, 1 article", "probe alone, 1 article",
+                     "probe training (all seeds)", "encoding, 1 article", "probe alone, 1 article",
                      "probe alone, batched (per article)", "scoring, 1 article",
-                     "scoring, batched (per article)"], eff), "",
-              f"Fine-tuning (the finetune stage, profile `{tuning['profile']}`), measured in its run:", "",
-              table(["baseline", "precision", "trainable parameters", "steps", "training", "per step",
-                     "peak memory", "scoring, 1 article", "scoring, batched (per article)"],
-                    [[f"fine-tuned: {tuning['profile']}",
-                      f"{tuning['dtype']}{' mixed' if tuning['dtype'] != 'float32' else ''} on {tuning['device']}",
-                      f"{tuning['trainable_parameters']:,}", tuning["steps"], f"{tuning['fit_seconds']:.0f} s",
-                      f"{tuning['seconds_per_step']:.2f} s", f"{tuning['peak_rss_mb']:,.0f} MB RSS",
-                      f"{tuning['latency_ms']['single']:.1f} ms", f"{tuning['latency_ms']['batched']:.1f} ms"]]), ""]
+                     "scoring, batched (per article)"], eff), ""]
+    if not tuning.get("trained"):
+        return lines + ["No adapter was trained in this run (`finetune.profile: none`).", ""]
+    return lines + [
+        f"Fine-tuning (the finetune stage, profile `{tuning['profile']}`), measured in its run:", "",
+        table(["baseline", "precision", "trainable parameters", "steps", "training", "per step",
+               "peak memory", "scoring, 1 article", "scoring, batched (per article)"],
+              [[f"fine-tuned: {tuning['profile']}",
+                f"{tuning['dtype']}{' mixed' if tuning['dtype'] != 'float32' else ''} on {tuning['device']}",
+                f"{tuning['trainable_parameters']:,}", tuning["steps"], f"{tuning['fit_seconds']:.0f} s",
+                f"{tuning['seconds_per_step']:.2f} s", f"{tuning['peak_rss_mb']:,.0f} MB RSS",
+                f"{tuning['latency_ms']['single']:.1f} ms", f"{tuning['latency_ms']['batched']:.1f} ms"]]), ""]
+
+
+def markdown(run):
+    """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run); its
+    `tuned` key is the baseline's row key, None when no baseline was measured."""
+    recommendation = recommendations(run["results"], run["order"], run["best"], run["dimensions"], run["truth"],
+                                     run["preds"], run["params"], run["schema"], run["embed_meta"])
+    lines = [*header(run), *summary_section(run), *baseline_section(run), *best_section(run),
+             "## Recommendations", "", *recommendation, "", *filter_section(run), *per_dimension_section(run),
+             *efficiency_section(run)]
     return "\n".join(lines)

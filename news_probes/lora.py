@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from news_probes.artifacts import NO_PROFILE
 from news_probes.hardware import MIXED_DTYPES, choose_device, choose_dtype, signature
 from news_probes.io import read_json, write_json
 from news_probes.params import registry_entry
@@ -257,8 +258,11 @@ PROFILE_KEYS = set(inspect.signature(LoRARegressor.__init__).parameters) - {"sel
 
 
 def finetune_profile(params, params_path="params.yaml"):
-    """(name, settings) of the profile named by finetune.profile, checked so a typo fails before any training."""
+    """(name, settings) of the profile named by finetune.profile, checked so a typo fails before any training;
+    settings are None for `none`."""
     section = params.get("finetune") or {}
     name = section.get("profile")
+    if name == NO_PROFILE:
+        return name, None
     return name, registry_entry(section.get("profiles"), name, PROFILE_KEYS, params_path, "profile",
                                 "finetune.profile", f"finetune.profiles.{name}")

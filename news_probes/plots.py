@@ -17,13 +17,17 @@ def name(candidate):
 
 
 def unpack(run):
-    return (run[k] for k in ("results", "order", "best", "tuned", "dimensions", "truth", "preds", "errors"))
+    """The run's pieces the charts use; `rows` are the candidates and, where one was measured, the baseline."""
+    rows = [*run["order"], *([run["tuned"]] if run["tuned"] else [])]
+    return (*(run[k] for k in ("results", "order", "best")), rows, *(run[k] for k in ("dimensions", "truth",
+                                                                                    "preds", "errors")))
 
 
 def write_plots(plots_dir, run, probes_dir):
     """CSV data of the charts declared in dvc.yaml. `run` is what the report stage read: `order` the candidates
-    sorted by MAE, `best` evaluate's choice, `tuned` the baseline's key (a row beside the candidates)."""
-    results, order, best, tuned, dimensions, truth, preds, errors = unpack(run)
+    sorted by validation MAE, `best` evaluate's choice, the baseline a row beside the candidates where measured;
+    the gap chart is empty without a baseline."""
+    results, order, best, rows, dimensions, truth, preds, errors = unpack(run)
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
 
@@ -34,13 +38,14 @@ def write_plots(plots_dir, run, probes_dir):
             writer.writerows(rows)
 
     write_csv("per_dimension_mae.csv", ["candidate_dimension", "mae"],
-              [(f"{name(c)} · {d}", round(results[c]["per_dimension"][d]["mae"], 4)) for c in [*order, tuned]
+              [(f"{name(c)} · {d}", round(results[c]["per_dimension"][d]["mae"], 4)) for c in rows
                for d in dimensions])
-    write_csv("gap.csv", ["candidate", "gap"], [(name(c), round(results[c]["gap"], 4)) for c in order])
+    write_csv("gap.csv", ["candidate", "gap"],
+              [(name(c), round(results[c]["gap"], 4)) for c in order if results[c]["gap"] is not None])
     write_csv("predicted_vs_actual.csv", ["actual", "predicted"],
               [(round(a, 2), round(p, 3)) for a, p in zip(truth.ravel(), preds[best].ravel())])
     write_csv("abs_error.csv", ["candidate", "abs_error"],
-              [(name(c), round(e, 4)) for c in [*order, tuned] for e in errors[c]])
+              [(name(c), round(e, 4)) for c in rows for e in errors[c]])
     curves = [(model, h["epoch"], round(h["train_mae"], 4), round(h["val_mae"], 4))
               for model, probe in order if probe == "mlp" for h in read_history(probe_dir(probes_dir, model, probe))]
     write_csv("mlp_training.csv", ["model", "epoch", "train_mae", "val_mae"], curves)
@@ -49,14 +54,14 @@ def write_plots(plots_dir, run, probes_dir):
 
 def write_pngs(plots_dir, run, probes_dir, live_dir):
     """Static images of the same charts, and the finetune stage's curves from its DVCLive directory."""
-    results, order, best, tuned, dimensions, truth, preds, errors = unpack(run)
+    results, order, best, rows, dimensions, truth, preds, errors = unpack(run)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     png_dir = Path(plots_dir) / "png"
     png_dir.mkdir(parents=True, exist_ok=True)
     labels = [name(c) for c in order]
-    bars = [*order, tuned]
+    bars = rows
 
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(dimensions) * len(bars)))
     width = 0.8 / len(bars)
@@ -70,13 +75,14 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
     fig.tight_layout()
     fig.savefig(png_dir / "per_dimension_mae.png", dpi=90)
 
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.4 * len(order)))
-    ax.barh(labels, [results[c]["gap"] for c in order])
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("MAE gap to the baseline")
-    ax.set_title("Gap vs baseline")
-    fig.tight_layout()
-    fig.savefig(png_dir / "gap.png", dpi=90)
+    if run["tuned"]:                       # a gap needs a measured baseline
+        fig, ax = plt.subplots(figsize=(7, 0.8 + 0.4 * len(order)))
+        ax.barh(labels, [results[c]["gap"] for c in order])
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("MAE gap to the baseline")
+        ax.set_title("Gap vs baseline")
+        fig.tight_layout()
+        fig.savefig(png_dir / "gap.png", dpi=90)
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(truth.ravel(), preds[best].ravel(), s=6, alpha=0.4)
@@ -110,17 +116,18 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         fig.tight_layout()
         fig.savefig(png_dir / "mlp_training.png", dpi=90)
 
-    # Two panels: the loss is in standardised units, the validation MAE in score points.
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss = np.loadtxt(Path(live_dir) / LIVE_LOSS, delimiter="\t", skiprows=1, ndmin=2)
-    left.plot(loss[:, 0], loss[:, 1])
-    left.set_xlabel("optimiser step")
-    left.set_title("training loss (MSE, standardised targets)", fontsize=9)
-    val = np.loadtxt(Path(live_dir) / LIVE_VAL_MAE, delimiter="\t", skiprows=1, ndmin=2)
-    right.plot(val[:, 0], val[:, 1], marker="o")
-    right.set_xlabel("optimiser step")
-    right.set_title("validation MAE", fontsize=9)
-    fig.suptitle(f"Fine-tuning curves: {tuned[1]}")
-    fig.tight_layout()
-    fig.savefig(png_dir / "finetune_training.png", dpi=90)
+    if run["tuned"]:
+        # Two panels: the loss is in standardised units, the validation MAE in score points.
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+        loss = np.loadtxt(Path(live_dir) / LIVE_LOSS, delimiter="\t", skiprows=1, ndmin=2)
+        left.plot(loss[:, 0], loss[:, 1])
+        left.set_xlabel("optimiser step")
+        left.set_title("training loss (MSE, standardised targets)", fontsize=9)
+        val = np.loadtxt(Path(live_dir) / LIVE_VAL_MAE, delimiter="\t", skiprows=1, ndmin=2)
+        right.plot(val[:, 0], val[:, 1], marker="o")
+        right.set_xlabel("optimiser step")
+        right.set_title("validation MAE", fontsize=9)
+        fig.suptitle(f"Fine-tuning curves: {run['tuned'][1]}")
+        fig.tight_layout()
+        fig.savefig(png_dir / "finetune_training.png", dpi=90)
     plt.close("all")

@@ -18,6 +18,8 @@ INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it eac
 
 class Probe:
     kind = None
+    stochastic = True         # its fit depends on the seed; ridge's does not
+    default_seeds = 5         # fits averaged into one candidate when `probes.<name>.seeds` is not set
 
     def __init__(self, score_range=(0.0, 10.0), seed=42):
         self.score_range = tuple(score_range)
@@ -45,8 +47,7 @@ class Probe:
         directory = Path(directory)
         arrays = self._arrays()
         write_bytes(directory / "arrays.npz", lambda f: np.savez(f, **arrays))
-        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(),
-                                              "fit": self.fit_info()})
+        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(), "fit": self.fit_info()})
 
     @classmethod
     def _restore(cls, directory, params, arrays):
@@ -59,6 +60,7 @@ class Probe:
 class RidgeProbe(Probe):
     """Standardised inputs, RidgeCV over `alphas` (efficient leave-one-out on the training split)."""
     kind = "ridge"
+    stochastic, default_seeds = False, 1
 
     def __init__(self, alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), score_range=(0.0, 10.0), seed=42):
         super().__init__(score_range, seed)
@@ -231,8 +233,7 @@ class LightGBMProbe(Probe):
 
     def save(self, directory):
         directory = Path(directory)
-        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(),
-                                              "fit": self.fit_info()})
+        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(), "fit": self.fit_info()})
         for d, booster in enumerate(self.boosters_):
             text = booster.model_to_string(num_iteration=booster.best_iteration or None)
             write_bytes(directory / f"booster_{d}.txt", lambda f, t=text: f.write(t.encode()))
@@ -246,11 +247,73 @@ class LightGBMProbe(Probe):
         return probe
 
 
+class SeedEnsemble:
+    """One probe kind fitted once per seed; predicts the mean of its members' predictions.
+
+    A stochastic probe's error moves with its seed by as much as the differences between probes, so a
+    candidate is the average of several seeds (which is also better than a typical single seed), and the
+    members' own predictions stay available to measure that spread."""
+    kind = "seed-ensemble"
+
+    def __init__(self, members):
+        if not members:
+            raise ValueError("a seed ensemble needs at least one member")
+        self.members = list(members)
+
+    @property
+    def seeds(self):
+        return [int(m.seed) for m in self.members]
+
+    @property
+    def history_(self):
+        """The first seed's epoch curves (for the training-curve plot), where the probe has them."""
+        return getattr(self.members[0], "history_", None)
+
+    def fit(self, X, y, X_val, y_val):
+        for member in self.members:
+            member.fit(X, y, X_val, y_val)
+        return self
+
+    def member_predictions(self, X):
+        """(n_seeds, n_rows, n_dimensions): each seed's clipped predictions."""
+        return np.stack([m.predict(X) for m in self.members])
+
+    def predict(self, X):
+        return self.member_predictions(X).mean(axis=0)
+
+    def fit_info(self):
+        return {"seeds": self.seeds, "members": [m.fit_info() for m in self.members]}
+
+    def save(self, directory):
+        directory = Path(directory)
+        for member in self.members:
+            member.save(directory / f"seed-{member.seed}")
+        write_json(directory / INFO, {"kind": self.kind, "seeds": self.seeds, "member_kind": self.members[0].kind})
+
+
 PROBES = {cls.kind: cls for cls in (RidgeProbe, MLPProbe, LightGBMProbe)}
 
 
+def seed_list(cls, seeds, base_seed):
+    """`seeds` as a list: a count n means base_seed .. base_seed + n - 1; a list is taken as it is."""
+    if seeds is None:
+        seeds = cls.default_seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
+        raise ValueError(f"seeds must be a count or a list of seeds, not {seeds!r}")
+    listed = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not listed or len(set(listed)) != len(listed):
+        raise ValueError(f"seeds must name at least one seed, each once: {seeds!r}")
+    if len(listed) > 1 and not cls.stochastic:
+        raise ValueError(f"{cls.kind} is deterministic: every seed gives the same fit, so seeds must be 1")
+    return listed
+
+
 def build_probe(name, hyperparameters, score_range, seed):
-    return PROBES[name](**hyperparameters, score_range=score_range, seed=seed)
+    """A seed ensemble of probe `name` (`seeds` among its hyperparameters: a count or a list)."""
+    hyperparameters = dict(hyperparameters)
+    cls = PROBES[name]
+    seeds = seed_list(cls, hyperparameters.pop("seeds", None), seed)
+    return SeedEnsemble([cls(**hyperparameters, score_range=score_range, seed=s) for s in seeds])
 
 
 def selected_probes(params, params_path="params.yaml"):
@@ -275,8 +338,10 @@ def built_probes(params, score_range, params_path="params.yaml"):
 
 
 def load_probe(directory):
-    """Rebuild a saved probe from its directory; it predicts without refitting."""
+    """Rebuild a saved probe (or seed ensemble) from its directory; it predicts without refitting."""
     info = read_json(Path(directory) / INFO)
+    if info["kind"] == SeedEnsemble.kind:
+        return SeedEnsemble([load_probe(Path(directory) / f"seed-{s}") for s in info["seeds"]])
     cls = PROBES[info["kind"]]
     if cls is LightGBMProbe:
         return cls.load(directory, info["params"])

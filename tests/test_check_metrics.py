@@ -66,3 +66,18 @@ def test_other_hardware_fails_beyond_the_tolerance_naming_every_metric_outside_i
     assert "per_dimension.a.mae committed 1.300000, produced 1.360000" in out and "tolerance 0.05" in out
     # Data statistics have no tolerance: they never depend on the hardware.
     assert "metrics/data.json: train.count committed 464.000000, produced 465.000000" in out
+
+
+def test_every_metric_of_the_metrics_files_falls_in_a_named_group():
+    sys.path.insert(0, str(REPO / ".ci"))
+    from check_metrics import metric_group
+    assert metric_group("candidates.m.mlp.val_mae") == ("overall", "mae")
+    assert metric_group("val.mae") == ("overall", "mae")
+    assert metric_group("per_dimension.a.rmse") == ("per_dimension", "rmse")
+    # A summary row's figures fall in the same groups as the metrics file's own keys.
+    assert metric_group("seeds.sd") == metric_group("candidates.m.mlp.seed_sd") == ("seeds", "sd")
+    assert metric_group("filter.recall") == metric_group("best.recall") == ("filter", "recall")
+    assert metric_group("filter.tier_recall.high") == metric_group("baseline.high_tier_recall") == \
+        ("filter", "tier_recall")
+    assert metric_group("filter.confusion.high.low") == ("filter", "confusion")
+    assert metric_group("filter.bias.a") == ("filter", "bias")

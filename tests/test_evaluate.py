@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from news_probes.artifacts import save_predictions, write_scoring
 from news_probes.io import InputError
 from news_probes.metrics import score
 from news_probes.stages.evaluate import evaluate
@@ -28,26 +29,32 @@ def test_constant_prediction_has_undefined_spearman_left_out_of_the_mean():
     assert np.isnan(m["per_dimension"]["a"]["spearman"]) and m["spearman"] == pytest.approx(1.0)
 
 
+TRUTH = {"val": [[2.0, 2.0], [4.0, 4.0], [6.0, 6.0], [8.0, 8.0]],
+         "test": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]}
+
+
 def write_case(tmp_path, params, preds, baseline_offset=0.4):
-    """Prepared test split, probe predictions (truth + offset per candidate) and the adapter's predictions for
-    params' finetune profile (truth + baseline_offset). Returns (prepared, probes, adapters)."""
+    """Prepared val and test splits, probe predictions (truth + offset per candidate: one offset for both splits,
+    or (val offset, test offset)) and the adapter's predictions for params' finetune profile (truth +
+    baseline_offset). Returns (prepared, probes, adapters)."""
     prepared, probes, adapters = tmp_path / "prepared", tmp_path / "probes", tmp_path / "adapters"
     prepared.mkdir()
-    truth = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
-    rows = [{"id": f"t{i}", "title": "", "text": "x", "labels": v} for i, v in enumerate(truth)]
-    (prepared / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ids = {}
+    for split, truth in TRUTH.items():
+        rows = [{"id": f"{split[0]}{i}", "title": "", "text": "x", "labels": v} for i, v in enumerate(truth)]
+        (prepared / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        ids[split] = [r["id"] for r in rows]
     (prepared / "schema.json").write_text(json.dumps({"dimensions": ["a", "b"], "score_range": [0, 10]}))
+
+    def write(folder, offsets):
+        for split, offset in zip(("val", "test"), offsets):
+            save_predictions(folder, split, ids[split], np.array(TRUTH[split]) + offset)
+
     for (model, probe), offset in preds.items():
-        (probes / model / probe).mkdir(parents=True)
-        np.savez(probes / model / probe / "test_predictions.npz", ids=np.array([r["id"] for r in rows]),
-                 scores=np.array(truth) + offset)
+        write(probes / model / probe, offset if isinstance(offset, tuple) else (offset, offset))
     profile = params["finetune"]["profile"]
-    (adapters / profile).mkdir(parents=True)
-    np.savez(adapters / profile / "test_predictions.npz", ids=np.array([r["id"] for r in rows]),
-             scores=np.array(truth) + baseline_offset)
-    (adapters / profile / "scoring.json").write_text(json.dumps(
-        {"kind": "adapter", "profile": profile, "base": "some/base-model", "dimensions": ["a", "b"],
-         "score_range": [0, 10]}))
+    write(adapters / profile, (baseline_offset, baseline_offset))
+    write_scoring(adapters / profile, "adapter", ["a", "b"], [0, 10], profile=profile, base="some/base-model")
     return prepared, probes, adapters
 
 
@@ -98,8 +105,7 @@ def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, 
 def test_predictions_for_another_split_are_refused(tmp_path, default_params):
     default_params.update(models=["m1"], probe="ridge")
     prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.0})
-    path = probes / "m1" / "ridge" / "test_predictions.npz"
-    np.savez(path, ids=np.array(["t3", "t2", "t1", "t0"]), scores=np.zeros((4, 2)))
+    save_predictions(probes / "m1" / "ridge", "test", ["t3", "t2", "t1", "t0"], np.zeros((4, 2)))
     with pytest.raises(InputError, match="ids do not match"):
         run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     assert not (tmp_path / "summary.json").exists()
@@ -109,7 +115,39 @@ def test_a_missing_adapter_is_named_not_replaced_by_the_reference(tmp_path, defa
     default_params.update(models=["m1"], probe="ridge")
     prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.0})
     default_params["finetune"]["profile"] = "never-trained"
-    with pytest.raises(InputError, match="predictions missing") as err:
+    with pytest.raises(InputError, match="no scoring.json here") as err:
         run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     assert "never-trained" in str(err.value)
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_the_best_is_chosen_on_validation_and_the_test_pick_is_named(tmp_path, default_params):
+    """m1/ridge is best on validation but not on test; m1/mlp the reverse: the summary takes the validation one."""
+    default_params.update(models=["m1"], probe=["ridge", "mlp"])
+    preds = {("m1", "ridge"): (0.1, 0.6), ("m1", "mlp"): (0.5, 0.2)}
+    prepared, probes, adapters = write_case(tmp_path, default_params, preds, baseline_offset=0.4)
+    summary = run_evaluate(tmp_path, prepared, probes, adapters, default_params)
+    assert (summary["best"]["model"], summary["best"]["probe"], summary["best"]["chosen_on"]) == ("m1", "ridge", "val")
+    assert summary["best"]["val_mae"] == pytest.approx(0.1) and summary["best"]["mae"] == pytest.approx(0.6)
+    assert summary["best"]["gap"] == pytest.approx(0.6 - 0.4)
+    assert summary["test_best"] == {"model": "m1", "probe": "mlp", "mae": pytest.approx(0.2)}
+    assert summary["baseline"]["val_mae"] == pytest.approx(0.4)
+
+
+def test_without_a_baseline_there_is_no_gap_and_the_summary_says_so(tmp_path, default_params):
+    default_params.update(models=["m1"], probe=["ridge"])
+    prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.3})
+    default_params["finetune"]["profile"] = "none"
+    summary = run_evaluate(tmp_path, prepared, probes, adapters, default_params)
+    assert summary["baseline"] == {"measured": False, "profile": "none",
+                                   "reference_mae": default_params["baseline"]["reference_mae"],
+                                   "reference_source": default_params["baseline"]["source"]}
+    assert summary["best"]["gap"] is None and summary["candidates"]["m1"]["ridge"]["gap"] is None
+
+
+def test_a_filter_weight_on_an_unknown_dimension_is_refused_with_its_field(tmp_path, default_params):
+    default_params.update(models=["m1"], probe=["ridge"], filter={"weights": {"a": 1, "c": 2}})
+    prepared, probes, adapters = write_case(tmp_path, default_params, {("m1", "ridge"): 0.3})
+    with pytest.raises(InputError, match=r"params.yaml: filter.weights.c: no dimension 'c' in the data"):
+        run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     assert not (tmp_path / "summary.json").exists()

@@ -47,8 +47,8 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(reproduced, repo):
     assert read(work, "metrics/embed/all-MiniLM-L6-v2.json")["dimension"] == 384
     assert read(work, "metrics/data.json")["test"]["count"] == 16
     best = summary["best"]
-    assert f"Best overall: **{best['model']} / {best['probe']}** (MAE {best['mae']:.3f}" in \
-        (work / "reports/comparison.md").read_text()
+    assert (f"Best overall, chosen on validation: **{best['model']} / {best['probe']}** (validation MAE "
+            f"{best['val_mae']:.3f}, test MAE {best['mae']:.3f}") in (work / "reports/comparison.md").read_text()
     # The baseline is the adapter trained and scored here, its provenance written out; gaps are to it.
     baseline = read(work, "metrics/baseline.json")
     assert summary["baseline"]["mae"] == baseline["mae"] and baseline["profile"] == "tiny"
@@ -160,3 +160,20 @@ def test_review_and_plots_diff_show_a_committed_params_change(repo):
     assert static == {f"{rev}_plots_png_{chart}.png" for rev in ("main", "workspace")
                       for chart in ("per_dimension_mae", "gap", "predicted_vs_actual", "abs_error", "mlp_training",
                                     "finetune_training")}
+
+
+def test_no_baseline_runs_end_to_end_and_says_so(repo):
+    work, env = repo
+    out = sh("dvc exp run -S finetune.profile=none", work, env)
+    assert "finetune.profile is none, no adapter trained" in out
+    assert "Running stage 'probe@" not in out and "Running stage 'embed@" not in out
+    assert (work / "models/adapters/none/NO_BASELINE").is_file()
+    assert not (work / "models/adapters/none/adapter_model.safetensors").exists()
+    summary = read(work, "metrics/summary.json")
+    assert summary["baseline"]["measured"] is False and summary["best"]["gap"] is None
+    assert summary["hardware"]["finetune"] is None
+    report = (work / "reports/comparison.md").read_text()
+    assert "Baseline: **none measured**" in report and "no baseline was measured" in report
+    assert not (work / "plots/png/gap.png").exists() and not (work / "plots/png/finetune_training.png").exists()
+    diff = sh("dvc metrics diff main --targets metrics/summary.json", work, env)
+    assert "baseline.measured" in diff and "candidates.all-MiniLM-L6-v2.mlp.gap" in diff

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from news_probes.artifacts import read_history, read_scoring
+from news_probes.artifacts import load_predictions, read_history, read_scoring
 from news_probes.io import InputError
-from news_probes.probes import LightGBMProbe, MLPProbe, RidgeProbe, load_probe, selected_probes
+from news_probes.probes import LightGBMProbe, MLPProbe, RidgeProbe, build_probe, load_probe, selected_probes
 from news_probes.stages.probe import fit_probes
 
 
@@ -122,22 +122,50 @@ def test_probe_stage_names_the_field_of_a_bad_hyperparameter(tmp_path, default_p
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()   # nothing fitted
 
 
-def test_probe_stage_writes_each_probe_and_test_predictions(tmp_path, default_params):
+def test_probe_stage_writes_each_probe_and_its_predictions(tmp_path, default_params):
     prepared, emb, Xt = write_prepared_and_embeddings(tmp_path)
-    default_params["probes"] = FAST
+    default_params["probes"] = {**FAST, "mlp": {**FAST["mlp"], "seeds": [7, 9]}, "lightgbm": {**FAST["lightgbm"],
+                                                                                           "seeds": 2}}
     report = fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
     assert set(report) == {"ridge", "mlp", "lightgbm"}
     fit = json.loads((tmp_path / "fit.json").read_text())
-    assert fit["ridge"]["alpha"] == report["ridge"]["alpha"]
+    assert fit == json.loads(json.dumps(report))
+    assert fit["ridge"]["seeds"] == [42] and fit["mlp"]["seeds"] == [7, 9] and fit["lightgbm"]["seeds"] == [42, 43]
     for name in report:
+        folder = tmp_path / "out" / name
         # Each probe folder scores on its own: scoring.json names its kind, probe and embedder.
-        assert read_scoring(tmp_path / "out" / name) == {
+        assert read_scoring(folder) == {
             "kind": "probe", "model": "all-MiniLM-L6-v2", "probe": name,
             "embedder": default_params["embedders"]["all-MiniLM-L6-v2"], "dimensions": ["a", "b"],
             "score_range": [0, 10]}
         assert set(fit[name]["latency_ms"]) == {"single", "batched"}
-        history = read_history(tmp_path / "out" / name)
-        assert (len(history) == fit["mlp"]["epochs_run"]) if name == "mlp" else history == []
-        with np.load(tmp_path / "out" / name / "test_predictions.npz") as saved:
-            assert saved["ids"].tolist() == [f"test{i}" for i in range(len(Xt))]
-            np.testing.assert_allclose(saved["scores"], load_probe(tmp_path / "out" / name).predict(Xt))
+        history = read_history(folder)
+        assert (len(history) == fit["mlp"]["members"][0]["epochs_run"]) if name == "mlp" else history == []
+        probe = load_probe(folder)
+        test = load_predictions(folder, "test", [f"test{i}" for i in range(len(Xt))])
+        # The candidate's predictions are the mean of its seeds' own, which are saved beside it.
+        assert test["seed_scores"].shape == (len(fit[name]["seeds"]), len(Xt), 2)
+        np.testing.assert_allclose(test["scores"], test["seed_scores"].mean(axis=0))
+        np.testing.assert_allclose(test["scores"], probe.predict(Xt))
+        np.testing.assert_allclose(test["seed_scores"], [member.predict(Xt) for member in probe.members])
+        assert load_predictions(folder, "val", [f"val{i}" for i in range(50)])["scores"].shape == (50, 2)
+    mlp = load_predictions(tmp_path / "out" / "mlp", "test", [f"test{i}" for i in range(len(Xt))])["seed_scores"]
+    assert np.abs(mlp[0] - mlp[1]).max() > 1e-3            # two seeds, two different fits
+
+
+def test_seed_counts_and_lists():
+    assert build_probe("mlp", {"seeds": 3}, (0, 10), 42).seeds == [42, 43, 44]
+    assert build_probe("mlp", {"seeds": [5, 1]}, (0, 10), 42).seeds == [5, 1]
+    assert build_probe("mlp", {}, (0, 10), 42).seeds == [42, 43, 44, 45, 46]     # default: 5 seeds
+    assert build_probe("ridge", {}, (0, 10), 42).seeds == [42]
+    for seeds, message in ((3, "ridge is deterministic"), (0, "at least one seed"), ([1, 1], "each once"),
+                           ("5", "a count or a list")):
+        with pytest.raises(ValueError, match=message):
+            build_probe("ridge" if seeds == 3 else "mlp", {"seeds": seeds}, (0, 10), 42)
+
+
+def test_a_bad_seeds_setting_names_its_field(tmp_path, default_params):
+    prepared, emb, _ = write_prepared_and_embeddings(tmp_path)
+    default_params["probes"] = {**FAST, "ridge": {"seeds": 2}}
+    with pytest.raises(InputError, match="params.yaml: probes.ridge: ridge is deterministic"):
+        fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)

@@ -73,11 +73,17 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
     summary = json.loads((root / "summary.json").read_text())
     rows = markdown_table(text, "## Summary")
     assert [(r["model"], r["probe"]) for r in rows] == sorted(
-        (("tiny", p) for p in summary["candidates"]["tiny"]), key=lambda c: summary["candidates"]["tiny"][c[1]]["mae"])
+        (("tiny", p) for p in summary["candidates"]["tiny"]),
+        key=lambda c: summary["candidates"]["tiny"][c[1]]["val_mae"])                 # the selection's order
     baseline = summary["baseline"]["mae"]
     for row in rows:
         m = json.loads((root / "metrics" / "tiny" / f"{row['probe']}.json").read_text())
         assert float(row["MAE"]) == pytest.approx(m["mae"], abs=5e-4)
+        assert float(row["val MAE"]) == pytest.approx(m["val"]["mae"], abs=5e-4)
+        if m["seeds"]["n"] > 1:
+            assert float(row["seed sd"]) == pytest.approx(m["seeds"]["sd"], abs=5e-4)
+        else:
+            assert row["seed sd"] == "—"                # one seed (ridge): no spread to show
         assert float(row["RMSE"]) == pytest.approx(m["rmse"], abs=5e-4)
         assert float(row["Spearman"]) == pytest.approx(m["spearman"], abs=5e-4)
         assert float(row["gap"]) == pytest.approx(m["mae"] - baseline, abs=5e-4)
@@ -89,8 +95,15 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
             assert float(dim_row["MAE"]) == pytest.approx(per["mae"], abs=5e-4)
             assert float(dim_row["Spearman"]) == pytest.approx(per["spearman"], abs=5e-4)
     best = summary["best"]
-    assert f"| **tiny** | **{best['probe']}** | **{best['mae']:.3f}** |" in text
-    assert f"Best overall: **tiny / {best['probe']}** (MAE {best['mae']:.3f}, gap {best['gap']:+.3f})" in text
+    assert f"| **tiny** | **{best['probe']}** | **{best['val_mae']:.3f}** | **{best['mae']:.3f}** |" in text
+    assert (f"Best overall, chosen on validation: **tiny / {best['probe']}** (validation MAE {best['val_mae']:.3f}, "
+            f"test MAE {best['mae']:.3f}, gap {best['gap']:+.3f})") in text
+    for row in markdown_table(text, "## Filtering"):
+        if row["candidate"].startswith("tiny / "):
+            f = json.loads((root / "metrics" / "tiny" / f"{row['candidate'][7:]}.json").read_text())["filter"]
+            assert float(row["recall"]) == pytest.approx(f["recall"], abs=5e-4)
+            assert float(row["high-tier recall"]) == pytest.approx(f["tier_recall"]["high"], abs=5e-4)
+            assert float(row["weighted MAE"]) == pytest.approx(f["weighted_mae"], abs=5e-4)
     assert "Best linear probe: tiny / ridge" in text
     measured = json.loads((root / "baseline.json").read_text())
     assert measured["mae"] == baseline and measured["profile"] == "tiny"
@@ -151,7 +164,23 @@ def test_report_names_the_best_candidate_that_evaluate_chose(small_run, tiny_pip
     other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
     for name in ("metrics", "baseline.json"):
         (tmp_path / name).symlink_to(root / name)
-    (tmp_path / "summary.json").write_text(json.dumps({**summary, "best": {"model": "tiny", "probe": other}}))
+    best = {**summary["candidates"]["tiny"][other], "model": "tiny", "probe": other}
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "best": best}))
     run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
     text = (tmp_path / "comparison.md").read_text()
-    assert f"Best overall: **tiny / {other}**" in text and f"| **tiny** | **{other}** |" in text
+    assert f"Best overall, chosen on validation: **tiny / {other}**" in text and f"| **tiny** | **{other}** |" in text
+
+
+def test_report_names_the_test_splits_own_pick_when_it_differs(small_run, tiny_pipeline, tmp_path):
+    root, _ = small_run
+    inputs, params = tiny_pipeline
+    summary = json.loads((root / "summary.json").read_text())
+    other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
+    for name in ("metrics", "baseline.json"):
+        (tmp_path / name).symlink_to(root / name)
+    mae = summary["candidates"]["tiny"][other]["mae"]
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "test_best": {"model": "tiny", "probe": other,
+                                                                                "mae": mae}}))
+    run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
+    assert f"the test split alone would have picked **tiny / {other}** (test MAE {mae:.3f}" in \
+        (tmp_path / "comparison.md").read_text()

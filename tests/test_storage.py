@@ -107,6 +107,8 @@ def test_shared_experiment_and_run_cache(project):
     out = sh("dvc exp run --pull -S probe=mlp", c, env)
     assert "Stage 'probe@all-MiniLM-L6-v2' is cached - skipping run" in out
     assert "Running stage 'probe@" not in out and "Running stage 'embed@" not in out
+    # The adapter too: reused from the run-cache, never retrained on the teammate's machine.
+    assert "Running stage 'finetune'" not in out and (c / "models/adapters/tiny/adapter_model.safetensors").is_file()
     assert (c / "metrics" / "summary.json").read_text() == summary
 
 

@@ -1,15 +1,17 @@
 """finetune: train the LoRA baseline (news_probes.lora) of the profile named by `finetune.profile` on the
-prepared train split, validating on the val split; write the adapter, scoring.json and the test predictions into
-models/adapters/<profile>/ (scored by evaluate with the probes' code). Loss per step and validation MAE go to
+prepared train split, validating on the val split; write the adapter, scoring.json and the validation and test
+predictions into models/adapters/<profile>/ (scored by evaluate with the probes' code); with `none`, train
+nothing and say so. Loss per step and validation MAE go to
 DVCLive (metrics/finetune/), with timings, latency and peak memory in its metrics.json."""
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import save_predictions, write_scoring
+from news_probes.artifacts import NO_PROFILE, PREDICTED_SPLITS, save_predictions, write_no_baseline, write_scoring
 from news_probes.data import SPLITS, load_schema, load_split, model_input
-from news_probes.io import InputError, run_main, staged_directory
+from news_probes.io import InputError, run_main, staged_directory, write_json
 from news_probes.lora import LoRARegressor, finetune_profile
 from news_probes.params import load_params
 from news_probes.timing import latency_ms, peak_memory_mb
@@ -17,9 +19,21 @@ from news_probes.timing import latency_ms, peak_memory_mb
 LATENCY_ARTICLES = 16     # test articles scored one at a time, then in one batch
 
 
+def no_finetune(out_dir, live_dir):
+    """`finetune.profile: none`: the stage's outputs say that no baseline was trained (DVC needs them to exist)."""
+    with staged_directory(out_dir) as staging:
+        write_no_baseline(staging, "finetune.profile is none: no adapter was trained, so there is no measured baseline")
+    (Path(live_dir) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+    summary = {"profile": NO_PROFILE, "trained": False, "hardware": None}
+    write_json(Path(live_dir) / "metrics.json", summary)
+    return summary
+
+
 def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml"):
     from dvclive import Live
     name, settings = finetune_profile(params, params_path)
+    if settings is None:
+        return no_finetune(out_dir, live_dir)
     schema = load_schema(prepared_dir)
     splits = {s: load_split(prepared_dir, s) for s in SPLITS}
     texts = {s: [model_input(r) for r in rows] for s, rows in splits.items()}
@@ -47,23 +61,24 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
         regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
                       on_validation=on_validation, on_epoch=on_epoch)
         start = time.perf_counter()
-        predictions = regressor.predict(texts["test"])
-        test_seconds = time.perf_counter() - start
+        predictions = {split: regressor.predict(texts[split]) for split in PREDICTED_SPLITS}
+        predict_seconds = time.perf_counter() - start
         timing = latency_ms(regressor.predict, texts["test"][:LATENCY_ARTICLES], repeats=8)
 
         regressor.save(staging)
         write_scoring(staging, "adapter", schema["dimensions"], schema["score_range"], profile=name,
                       base=settings["source"])
-        save_predictions(staging, [r["id"] for r in splits["test"]], predictions)
+        for split in PREDICTED_SPLITS:
+            save_predictions(staging, split, [r["id"] for r in splits[split]], predictions[split])
         live.summary.update({
             "profile": name, "base": settings["source"], "device": regressor.device_, "dtype": regressor.dtype_,
-            "hardware": regressor.hardware_,
+            "hardware": regressor.hardware_, "trained": True,
             "trainable_parameters": int(sum(p.numel() for p in regressor.model_.parameters() if p.requires_grad)),
             "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
             "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),
             "steps": regressor.steps_, "fit_seconds": round(regressor.fit_seconds_, 1),
             "seconds_per_step": round(regressor.fit_seconds_ / max(1, regressor.steps_), 3),
-            "test_seconds": round(test_seconds, 2), "latency_ms": timing, **peak_memory_mb(regressor.device_)})
+            "predict_seconds": round(predict_seconds, 2), "latency_ms": timing, **peak_memory_mb(regressor.device_)})
     return live.summary
 
 
@@ -75,6 +90,9 @@ def main():
     parser.add_argument("--live", required=True, help="DVCLive directory (metrics.json, plots/metrics)")
     args = parser.parse_args()
     summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
+    if not summary["trained"]:
+        print("finetune: finetune.profile is none, no adapter trained")
+        return
     print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
           f"step {summary['best_step']}; validated {summary['validations']}x), "
           f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")

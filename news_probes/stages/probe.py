@@ -1,11 +1,13 @@
-"""probe@<model>: fit the probes selected by `probe` on one model's embeddings; save each probe with its test
-predictions and scoring.json (what `news-probes score` needs), and its fit time and latency alone (embeddings
-in, scores out) in the fit metrics."""
+"""probe@<model>: fit the probes selected by `probe` on one model's embeddings, each as a seed ensemble
+(`probes.<name>.seeds`); save each with its validation and test predictions (the seeds' mean and each seed's
+own) and scoring.json (what `news-probes score` needs), and its fit time and latency alone (embeddings in,
+scores out) in the fit metrics."""
 import argparse
 
 import numpy as np
 
-from news_probes.artifacts import load_embeddings, save_predictions, write_history, write_scoring
+from news_probes.artifacts import (PREDICTED_SPLITS, load_embeddings, save_predictions, write_history,
+                                   write_scoring)
 from news_probes.data import SPLITS, load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
 from news_probes.params import load_params
@@ -31,12 +33,15 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
             probe.save(folder)
             if getattr(probe, "history_", None):
                 write_history(folder, probe.history_)
-            save_predictions(folder, [r["id"] for r in splits["test"]], probe.predict(X["test"]))
+            for split in PREDICTED_SPLITS:
+                seed_scores = probe.member_predictions(X[split])
+                save_predictions(folder, split, [r["id"] for r in splits[split]], seed_scores.mean(axis=0),
+                                 seed_scores)
             write_scoring(folder, "probe", schema["dimensions"], schema["score_range"], model=model, probe=name,
                           embedder=embedder)
             fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info(),
                                 "latency_ms": latency_ms(probe.predict, X["test"], repeats=50)}
-            print(f"probe {name}: {fit_report[name]}")
+            print(f"probe {name}: seeds {probe.seeds} fitted in {seconds:.1f} s (details: {fit_metrics_path})")
     write_json(fit_metrics_path, fit_report)
     return fit_report
 

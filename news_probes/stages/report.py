@@ -18,26 +18,30 @@ from news_probes.plots import write_plots, write_pngs
 
 def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
              embed_meta_dir, fit_dir, data_metrics, params):
-    """Everything the report writes up, as one dict (the candidates are (model, probe) pairs)."""
+    """Everything the report writes up, as one dict (the candidates are (model, probe) pairs; `tuned` is the
+    baseline's row key, None when no baseline was measured)."""
     schema = load_schema(prepared)
     test = load_split(prepared, "test")
     truth = np.array([r["labels"] for r in test])
     ids = [r["id"] for r in test]
     baseline, summary = read_json(baseline_path), read_json(summary_path)
-    tuned = ("fine-tuned", baseline["profile"])       # the baseline, as a row beside the candidates
     cands = candidates(params)
-    preds = {c: load_predictions(probe_dir(probes_dir, *c), ids) for c in cands}
-    preds[tuned] = load_predictions(adapter_dir(adapters_dir, baseline["profile"]), ids)
+    preds = {c: load_predictions(probe_dir(probes_dir, *c), "test", ids)["scores"] for c in cands}
     results = {c: read_json(candidate_metrics_file(metrics_dir, *c)) for c in cands}
-    results[tuned] = {**baseline, "gap": 0.0}
+    tuned = ("fine-tuned", baseline["profile"]) if baseline["measured"] else None
+    if tuned:
+        preds[tuned] = load_predictions(adapter_dir(adapters_dir, baseline["profile"]), "test", ids)["scores"]
+        results[tuned] = {**baseline, "gap": 0.0}
     errors = {c: np.abs(preds[c] - truth).mean(axis=1) for c in preds}
     best = (summary["best"]["model"], summary["best"]["probe"])
     resamples = int((params.get("report") or {}).get("bootstrap_resamples", 1000))
     models = dict.fromkeys(c[0] for c in cands)
+    intervals = bootstrap(errors, [*cands, *([tuned] if tuned else [])], best, errors[tuned] if tuned else None,
+                          resamples, int(params["seed"]))
     return {"params": params, "schema": schema, "dimensions": schema["dimensions"], "truth": truth, "preds": preds,
-            "errors": errors, "results": results, "order": sorted(cands, key=lambda c: results[c]["mae"]),
-            "best": best, "tuned": tuned, "baseline": baseline, "tuning": read_json(finetune_metrics),
-            "ci": bootstrap(errors, [*cands, tuned], best, errors[tuned], resamples, int(params["seed"])),
+            "errors": errors, "results": results, "order": sorted(cands, key=lambda c: results[c]["val"]["mae"]),
+            "best": best, "test_best": (summary["test_best"]["model"], summary["test_best"]["probe"]),
+            "tuned": tuned, "baseline": baseline, "tuning": read_json(finetune_metrics), "ci": intervals,
             "resamples": resamples, "splits": read_json(data_metrics),
             "embed_meta": {m: read_json(model_file(embed_meta_dir, m)) for m in models},
             "fits": {m: read_json(model_file(fit_dir, m)) for m in models}}
