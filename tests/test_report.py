@@ -156,31 +156,29 @@ def test_report_is_the_same_bytes_from_the_same_inputs(small_run, tiny_pipeline)
         assert (root / "again" / first.relative_to(root / "plots")).read_bytes() == first.read_bytes(), first.name
 
 
-def test_report_names_the_best_candidate_that_evaluate_chose(small_run, tiny_pipeline, tmp_path):
-    """The report reads summary.best; it does not re-derive it from the metrics."""
+def report_with_summary(small_run, tiny_pipeline, tmp_path, change):
+    """The report written from small_run's files but a summary changed by change(summary, other probe); returns
+    (the report's text, the other probe's name, the original summary)."""
     root, _ = small_run
     inputs, params = tiny_pipeline
     summary = json.loads((root / "summary.json").read_text())
     other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
     for name in ("metrics", "baseline.json"):
         (tmp_path / name).symlink_to(root / name)
-    best = {**summary["candidates"]["tiny"][other], "model": "tiny", "probe": other}
-    (tmp_path / "summary.json").write_text(json.dumps({**summary, "best": best}))
+    (tmp_path / "summary.json").write_text(json.dumps(change(summary, other)))
     run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
-    text = (tmp_path / "comparison.md").read_text()
+    return (tmp_path / "comparison.md").read_text(), other, summary
+
+
+def test_report_names_the_best_candidate_that_evaluate_chose(small_run, tiny_pipeline, tmp_path):
+    """The report reads summary.best; it does not re-derive it from the metrics."""
+    text, other, _ = report_with_summary(small_run, tiny_pipeline, tmp_path, lambda summary, other: {
+        **summary, "best": {**summary["candidates"]["tiny"][other], "model": "tiny", "probe": other}})
     assert f"Best overall, chosen on validation: **tiny / {other}**" in text and f"| **tiny** | **{other}** |" in text
 
 
 def test_report_names_the_test_splits_own_pick_when_it_differs(small_run, tiny_pipeline, tmp_path):
-    root, _ = small_run
-    inputs, params = tiny_pipeline
-    summary = json.loads((root / "summary.json").read_text())
-    other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
-    for name in ("metrics", "baseline.json"):
-        (tmp_path / name).symlink_to(root / name)
+    text, other, summary = report_with_summary(small_run, tiny_pipeline, tmp_path, lambda summary, other: {
+        **summary, "test_best": {"model": "tiny", "probe": other, "mae": summary["candidates"]["tiny"][other]["mae"]}})
     mae = summary["candidates"]["tiny"][other]["mae"]
-    (tmp_path / "summary.json").write_text(json.dumps({**summary, "test_best": {"model": "tiny", "probe": other,
-                                                                                "mae": mae}}))
-    run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
-    assert f"the test split alone would have picked **tiny / {other}** (test MAE {mae:.3f}" in \
-        (tmp_path / "comparison.md").read_text()
+    assert f"the test split alone would have picked **tiny / {other}** (test MAE {mae:.3f}" in text
