@@ -3,7 +3,7 @@ metrics and best candidate, the predictions (for bootstrap intervals and the ble
 finetune stages' measurements. Nothing here loads a model or times anything."""
 import numpy as np
 
-from news_probes.metrics import TIERS as TIER_NAMES
+from news_probes.metrics import TIERS as TIER_NAMES, seed_sd
 from news_probes.plots import name
 
 # The reference study's reading of the gap between the best probe and the fine-tuned model (its thresholds are
@@ -67,12 +67,6 @@ def recommendations(results, order, best, dimensions, truth, preds, params, sche
 def fmt(value, spec, missing="—"):
     """A number in `spec`, or `missing` where it is undefined (no baseline, no seeds, no positives)."""
     return missing if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
-
-
-def seed_sd(metrics):
-    """The spread of a candidate's single seeds, None for one seed."""
-    seeds = metrics.get("seeds") or {}
-    return seeds["sd"] if seeds.get("n", 0) > 1 else None
 
 
 def header(run):

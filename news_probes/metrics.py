@@ -140,6 +140,12 @@ def seed_spread(truth, seed_scores):
             "sd": float(np.std(maes, ddof=1)) if len(maes) > 1 else 0.0, "min": min(maes), "max": max(maes)}
 
 
+def seed_sd(metrics):
+    """The spread of a candidate's single seeds from its metrics, None where it has one seed (or none)."""
+    seeds = metrics.get("seeds") or {}
+    return seeds["sd"] if seeds.get("n", 0) > 1 else None
+
+
 def candidate_metrics(truth, predictions, dimensions, filter_cfg, score_range):
     """All metrics of one candidate (or the baseline) from its predictions of both splits: the test split's
     (overall and per dimension, filter metrics, and the seeds' spread where there are seeds) and, under `val`,

@@ -19,8 +19,8 @@ def name(candidate):
 def unpack(run):
     """The run's pieces the charts use; `rows` are the candidates and, where one was measured, the baseline."""
     rows = [*run["order"], *([run["tuned"]] if run["tuned"] else [])]
-    return (*(run[k] for k in ("results", "order", "best")), rows, *(run[k] for k in ("dimensions", "truth",
-                                                                                    "preds", "errors")))
+    return (run["results"], run["order"], run["best"], rows, run["dimensions"], run["truth"], run["preds"],
+            run["errors"])
 
 
 def write_plots(plots_dir, run, probes_dir):

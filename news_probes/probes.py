@@ -47,7 +47,11 @@ class Probe:
         directory = Path(directory)
         arrays = self._arrays()
         write_bytes(directory / "arrays.npz", lambda f: np.savez(f, **arrays))
-        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(), "fit": self.fit_info()})
+        self._write_info(directory)
+
+    def _write_info(self, directory):
+        """probe.json: what load_probe needs to rebuild this probe (its kind and hyperparameters) and its fit."""
+        write_json(Path(directory) / INFO, {"kind": self.kind, "params": self.get_params(), "fit": self.fit_info()})
 
     @classmethod
     def _restore(cls, directory, params, arrays):
@@ -233,7 +237,7 @@ class LightGBMProbe(Probe):
 
     def save(self, directory):
         directory = Path(directory)
-        write_json(directory / INFO, {"kind": self.kind, "params": self.get_params(), "fit": self.fit_info()})
+        self._write_info(directory)
         for d, booster in enumerate(self.boosters_):
             text = booster.model_to_string(num_iteration=booster.best_iteration or None)
             write_bytes(directory / f"booster_{d}.txt", lambda f, t=text: f.write(t.encode()))

@@ -15,14 +15,14 @@ from news_probes.records import read_articles
 class Scorer:
     """An embedder (`encode`) and a probe head (`predict`), loaded from a probe folder."""
 
-    def __init__(self, probe_dir, embedder=None, dtype="auto"):
+    def __init__(self, probe_dir, dtype="auto"):
         from news_probes.embedders import load_embedder
         from news_probes.probes import load_probe
         info = read_scoring(probe_dir)
         self.model, self.probe_name, self.dimensions = info["model"], info["probe"], info["dimensions"]
         self.probe = load_probe(probe_dir)
         # The precision is this machine's choice, not the one the embeddings were trained with.
-        self.embedder = embedder or load_embedder({**info["embedder"], "dtype": dtype})
+        self.embedder = load_embedder({**info["embedder"], "dtype": dtype})
 
     def describe(self):
         return f"{self.model} / {self.probe_name} ({self.embedder.dtype} on {self.embedder.device})"

@@ -20,7 +20,7 @@ from news_probes.artifacts import (NO_PROFILE, PREDICTED_SPLITS, adapter_dir, ca
                                    load_predictions, model_file, probe_dir, read_scoring)
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, read_json, run_main, write_json
-from news_probes.metrics import candidate_metrics, filter_config
+from news_probes.metrics import candidate_metrics, filter_config, seed_sd
 from news_probes.params import as_list, candidates, load_params
 
 def reference(params):
@@ -61,7 +61,7 @@ def summary_row(m):
     """What `dvc metrics diff` shows of one candidate: the choice, the test figures, the spread, the filter."""
     f = m["filter"]
     return {"val_mae": m["val"]["mae"], "mae": m["mae"], "rmse": m["rmse"], "spearman": m["spearman"],
-            "gap": m.get("gap"), "seed_sd": m["seeds"]["sd"] if m.get("seeds", {}).get("n", 0) > 1 else None,
+            "gap": m.get("gap"), "seed_sd": seed_sd(m),
             "weighted_mae": f["weighted_mae"], "precision": f["precision"], "recall": f["recall"],
             "high_tier_recall": f["tier_recall"]["high"]}
 
