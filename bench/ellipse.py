@@ -7,7 +7,13 @@ Prints the per-candidate table (validation MAE, which chooses the best; test MAE
 threshold and of the high tier) beside a predictor that always outputs the training mean, and the embed stage's
 own speed. Throughput against a plain SentenceTransformer.encode is bench/performance.py's.
 
+The grid is params.yaml's (models, combined, probe, and the stacked candidate) unless --models / --combined
+replace it, e.g. with the larger offline embedder (models/base/ of this checkout is linked into the clone):
+  python bench/ellipse.py --models all-MiniLM-L6-v2 all-mpnet-base-v2 tfidf \
+      --combined all-MiniLM-L6-v2+all-mpnet-base-v2 all-mpnet-base-v2+tfidf
+
 usage: python bench/ellipse.py [--data ../shared/datasets/ellipse/data.jsonl] [--limit N] [--profile none]
+                               [--models M ...] [--combined A+B ...] [--truncation head|head+tail|chunks]
 """
 import argparse
 import json
@@ -33,6 +39,9 @@ def main():
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N records (0: all)")
     parser.add_argument("--profile", default="none", help="finetune.profile (none: no baseline)")
+    parser.add_argument("--models", nargs="+", help="replace params' models")
+    parser.add_argument("--combined", nargs="*", help="replace params' combined: names first+second")
+    parser.add_argument("--truncation", help="set every transformer embedder's truncation")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (the benchmark needs the ELLIPSE JSONL)")
@@ -41,6 +50,9 @@ def main():
     work = tmp / "repo"
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp / "site-cache")}
     run(f"git clone -q {REPO} {work}", tmp, env)
+    if (REPO / "models" / "base").is_dir():
+        (work / "models").mkdir(exist_ok=True)
+        (work / "models" / "base").symlink_to(REPO / "models" / "base")
     data = args.data.resolve()
     if args.limit:
         data = tmp / "ellipse.jsonl"
@@ -49,6 +61,14 @@ def main():
     params["data"].update(raw=str(data), score_range="auto")
     params["filter"] = {"weights": None, "threshold": 3.5, "tiers": {"high": 4.0, "medium": 3.0}}
     params["finetune"]["profile"] = args.profile
+    if args.models:
+        params["models"] = args.models
+    if args.combined is not None:
+        params["combined"] = {name: name.split("+", 1) for name in args.combined}
+    if args.truncation:
+        for entry in params["embedders"].values():
+            if entry.get("kind") != "tfidf":
+                entry["truncation"] = args.truncation
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("dvc repro", work, env)
 
@@ -77,7 +97,9 @@ def main():
     for model in params["models"]:
         meta = json.loads((work / "metrics/embed" / f"{model}.json").read_text())
         print(f"embed stage {model}: {meta['texts']} texts in {meta['seconds']:.1f} s, {meta['texts_per_second']:.1f} "
-              f"texts/s, {meta['dtype']} on {meta['device']}")
+              f"texts/s, {meta['dtype']} on {meta['device']}, truncation {meta.get('truncation')}, windows per text "
+              f"{meta.get('windows_per_text')}")
+    print(f"stack weights: {json.loads((work / 'metrics/stack.json').read_text())['weights']}")
 
 if __name__ == "__main__":
     main()

@@ -53,14 +53,14 @@ def flops_per_token(config, seq_len):
 
 def throughput(texts, entry, rounds):
     import torch
-    from news_probes.embedders import load_embedder, token_counts
+    from news_probes.embedders import load_embedder
     from news_probes.sources import resolve_source
     from sentence_transformers import SentenceTransformer
     stage = load_embedder(entry)
     plain = SentenceTransformer(resolve_source(entry["source"]), device="cpu")
     plain.max_seq_length = entry["max_tokens"]
-    _, tokens = token_counts(stage.tokenizer, texts, entry["max_tokens"])
-    stage.encode(texts[:64], show_progress=False)       # warm-up: kernels and allocations, for both sides
+    stage.encode(texts, show_progress=False)            # warm-up: kernels and allocations, for both sides
+    tokens = stage.stats_["tokens"]
     plain.encode(texts[:64], batch_size=entry.get("batch_size", 32))
     rates = {"stage": [], "plain": []}
     for _ in range(rounds):

@@ -1,7 +1,8 @@
 """The shapes of what the embed, probe and finetune stages write and the later stages (evaluate, report, the
 scorer) read: defined here once.
 
-  <embeddings>/<model>/{train,val,test}.npy   float32, one row per record of the split
+  <embeddings>/<model>/{train,val,test}.npy   float32, one row per record of the split (.npz: sparse CSR, tfidf);
+                                              fitted/<model>.json: a fitted embedder's state (tfidf)
   <probes>/<model>/<probe>/                   the probe's own files (news_probes.probes: one folder per seed),
                                               scoring.json, {val,test}_predictions.npz, history.json (the
                                               first seed's epoch curves, when the probe has them)
@@ -26,29 +27,56 @@ NO_PROFILE = "none"         # `finetune.profile: none`: no adapter is trained, t
 NO_BASELINE = "NO_BASELINE"
 PREDICTED_SPLITS = ("val", "test")      # validation chooses the best candidate, test measures it once
 SCORER_KINDS = ("probe", "adapter")
+FITTED = "fitted"           # a fitted embedder's state (tfidf): in its embeddings folder and every probe folder
 
 
-def embeddings_path(directory, split):
-    return Path(directory) / f"{split}.npy"
+def embeddings_path(directory, split, sparse=False):
+    return Path(directory) / f"{split}.{'npz' if sparse else 'npy'}"
 
 
 def save_embeddings(directory, split, matrix):
-    write_bytes(embeddings_path(directory, split), lambda f: np.save(f, matrix))
+    """A dense matrix as .npy; a sparse one (tfidf) as scipy's CSR .npz."""
+    import scipy.sparse
+    sparse = scipy.sparse.issparse(matrix)
+    write = (lambda f: scipy.sparse.save_npz(f, matrix.tocsr())) if sparse else (lambda f: np.save(f, matrix))
+    write_bytes(embeddings_path(directory, split, sparse), write)
 
 
 def load_embeddings(directory, split, n_records):
-    """One split's matrix; a row count that does not match the prepared split is refused, not misaligned."""
+    """One split's matrix (dense, or sparse CSR for tfidf); a row count that does not match the prepared split is
+    refused, not misaligned."""
+    import scipy.sparse
     path = embeddings_path(directory, split)
-    if not path.is_file():
+    if embeddings_path(directory, split, sparse=True).is_file():
+        path = embeddings_path(directory, split, sparse=True)
+        matrix = scipy.sparse.load_npz(path).tocsr()
+    elif not path.is_file():
         raise InputError(path, "embeddings missing: run `dvc repro` (or `dvc pull`) for this model")
-    matrix = np.load(path)
-    if len(matrix) != n_records:
-        raise InputError(path, f"{len(matrix)} rows for {n_records} records: re-run embed")
+    else:
+        matrix = np.load(path)
+    if matrix.shape[0] != n_records:
+        raise InputError(path, f"{matrix.shape[0]} rows for {n_records} records: re-run embed")
     return matrix
+
+
+def fitted_path(directory, model):
+    return Path(directory) / FITTED / f"{model}.json"
+
+
+def copy_fitted(source_dir, target_dir):
+    """The fitted embedders' states of an embeddings folder, copied to where the next reader needs them."""
+    import shutil
+    if (Path(source_dir) / FITTED).is_dir():
+        shutil.copytree(Path(source_dir) / FITTED, Path(target_dir) / FITTED, dirs_exist_ok=True)
 
 
 def probe_dir(probes_root, model, probe):
     return Path(probes_root) / model / probe
+
+
+def candidate_dir(probes_root, stacked_root, candidate):
+    """Where a candidate's predictions lie: its probe folder, or the stack stage's folder for the stacked one."""
+    return Path(stacked_root) if candidate[0] == "stacked" else probe_dir(probes_root, *candidate)
 
 
 def adapter_dir(adapters_root, profile):

@@ -1,6 +1,6 @@
 """The comparison report (reports/comparison.md) as Markdown, written up from what the stages wrote: evaluate's
-metrics and best candidate, the predictions (for bootstrap intervals and the blend), the embed, probe and
-finetune stages' measurements. Nothing here loads a model or times anything."""
+metrics and best candidate, the predictions (for bootstrap intervals), the stack stage's weights, the embed,
+combine, probe and finetune stages' measurements. Nothing here loads a model or times anything."""
 import numpy as np
 
 from news_probes.metrics import TIERS as TIER_NAMES, seed_sd
@@ -39,34 +39,52 @@ def recommendations(results, order, best, dimensions, truth, preds, params, sche
     easiest = min(dimensions, key=lambda d: per_dim[d]["mae"])
     lines = [f"- Hardest dimension for the best candidate: **{hardest}** (MAE {per_dim[hardest]['mae']:.3f}, "
              f"Spearman {rho(per_dim[hardest]['spearman'])}); easiest: {easiest} (MAE {per_dim[easiest]['mae']:.3f})."]
-    if len(order) > 1:
-        second = next(c for c in order if c != best)
-        blend = np.clip((preds[best] + preds[second]) / 2, *schema["score_range"])
-        blend_mae = float(np.abs(blend - truth).mean())
-        better = blend_mae < results[best]["mae"]
-        lines.append(f"- Averaging the two best candidates ({name(best)} and {name(second)}) gives MAE "
-                     f"{blend_mae:.3f} against {results[best]['mae']:.3f} for the best alone "
-                     f"({blend_mae - results[best]['mae']:+.3f}): an ensemble is "
-                     + ("worth trying." if better else "not worth it on this split."))
-    dims = {m: embed_meta[m]["dimension"] for m in dict.fromkeys(c[0] for c in order)}
+    stacked = next((c for c in order if c[0] == "stacked"), None)
+    singles = [c for c in order if c != stacked]
+    if stacked:
+        top = singles[0]
+        lines.append(f"- The stacked candidate (weights fitted on validation, its validation MAE cross-fitted) has "
+                     f"test MAE {results[stacked]['mae']:.3f} against {results[top]['mae']:.3f} for the best single "
+                     f"candidate on validation ({name(top)}): " + (
+                         "combining candidates pays here." if results[stacked]["mae"] < results[top]["mae"]
+                         else "combining candidates does not pay on this split."))
+    dims = {m: embed_meta[m]["dimension"] for m in dict.fromkeys(c[0] for c in order) if m in embed_meta}
     largest = max(dims.values())
-    if len(dims) == 1 or dims[best[0]] == largest:
+    if best[0] not in dims:
+        lines.append(f"- The stacked candidate is best: its weights (above) say which embeddings carry it.")
+    elif len(dims) == 1 or dims[best[0]] == largest:
         others = [k for k in params["embedders"] if k not in dims][:3]
         lines.append(f"- The best embedding ({best[0]}, {dims[best[0]]}-d) is the largest in this grid: a larger "
                      f"model ({', '.join(others) or 'another registry entry'}) is the next thing to try.")
     else:
         lines.append(f"- The best embedding ({best[0]}, {dims[best[0]]}-d) beats a larger one ({largest}-d): "
                      f"model size is not the bottleneck here.")
-    share = np.mean([embed_meta[m]["truncated_share"] for m in dims])
-    if share > 0.5:
-        lines.append(f"- {share:.0%} of the texts are longer than the embedders' token limit: a longer "
-                     f"`max_tokens` or head+tail truncation may recover information.")
+    cut = [m for m in dims if embed_meta[m]["truncated_share"] > 0.5 and embed_meta[m].get("truncation") == "head"]
+    if cut:
+        lines.append(f"- Most texts are longer than the token window of {', '.join(cut)} (cut to the head): "
+                     f"`truncation: chunks` or `head+tail` may recover information.")
     return lines
 
 
 def fmt(value, spec, missing="—"):
     """A number in `spec`, or `missing` where it is undefined (no baseline, no seeds, no positives)."""
     return missing if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+
+
+def describe_embedder(model, meta):
+    """One embedder as the report names it: size, precision, what it saw of the texts."""
+    kind = meta.get("kind", "sentence-transformers")
+    if kind == "tfidf":
+        return (f"{model} (TF-IDF word n-grams fitted on the train split in {meta['fit_seconds']:.1f} s, "
+                f"{meta['dimension']:,} terms, {meta['bytes'] / 1e6:.1f} MB of sparse matrices, no text cut)")
+    if kind == "concat":
+        return f"{model} (concatenation of {' and '.join(meta['members'])}, {meta['dimension']:,}-d)"
+    windows = meta.get("windows_per_text") or {}
+    per_text = (sum(int(k) * v for k, v in windows.items()) / max(1, sum(windows.values()))) if windows else 1
+    seen = (f"chunks: {per_text:.2f} windows per text" if meta.get("truncation") == "chunks"
+            else f"cut to the {meta.get('truncation', 'head')}")
+    return (f"{model} ({meta['dimension']}-d, {meta.get('dtype', '?')} on {meta.get('device', '?')}, "
+            f"{meta['max_tokens']}-token window; {meta['truncated_share']:.0%} of texts longer, {seen})")
 
 
 def header(run):
@@ -82,7 +100,7 @@ def header(run):
                 f"gap to a fine-tuned model. The study's reference value {baseline['reference_mae']:.2f} "
                 f"({baseline['reference_source']}) is a reference only, not a measurement on this split.")
     seeds = ", ".join(f"{probe} {n}" for probe, n in dict.fromkeys(
-        (c[1], run["results"][c]["seeds"]["n"]) for c in run["order"]))
+        (c[1], run["results"][c]["seeds"]["n"]) for c in run["order"] if "seeds" in run["results"][c]))
     return [
         "# Embedding probes vs fine-tuning: comparison report",
         "",
@@ -95,10 +113,7 @@ def header(run):
         f"- Seeds: each probe's predictions are the mean of its seeds' ({seeds}); \"seed sd\" is the spread "
         "(standard deviation) of the single seeds' test MAE, what one run alone could have moved.",
         base,
-        "- Embedders: " + "; ".join(
-            f"{m} ({meta['dimension']}-d, {meta.get('dtype', '?')} on {meta.get('device', '?')}, "
-            f"{meta['max_tokens']} tokens, {meta['truncated_share']:.0%} of texts truncated)"
-            for m, meta in run["embed_meta"].items()),
+        "- Embedders: " + "; ".join(describe_embedder(m, meta) for m, meta in run["embed_meta"].items()),
         f"- Intervals: 95% bootstrap over test articles ({run['resamples']} resamples, seed {params['seed']}); "
         "gaps and differences to the best candidate are paired.",
         ""]
@@ -221,12 +236,12 @@ def efficiency_section(run):
              "latency by embed, the probe alone (embeddings in, scores out, all its seeds) by probe, the adapter by "
              "finetune. Scoring an article with a probe costs encoding it plus the probe.", ""]
     eff = []
-    for model in dict.fromkeys(c[0] for c in order):
+    for model in dict.fromkeys(c[0] for c in order if c[0] in embed_meta):
         meta = embed_meta[model]
         for probe in [c[1] for c in order if c[0] == model]:
             fit = fits[model][probe]
             eff.append([model, probe, f"{meta.get('dtype', '?')} on {meta.get('device', '?')}",
-                        f"{1000 * meta['seconds'] / meta['texts']:.1f} s", f"{meta.get('tokens_per_second', 0):,.0f}",
+                        f"{1000 * meta['seconds'] / meta['texts']:.1f} s", fmt(meta.get("tokens_per_second"), ",.0f"),
                         f"{fit['fit_seconds']:.2f} s", f"{meta['latency_ms']['single']:.1f} ms",
                         f"{fit['latency_ms']['single']:.3f} ms", f"{fit['latency_ms']['batched']:.4f} ms",
                         f"{meta['latency_ms']['single'] + fit['latency_ms']['single']:.1f} ms",
@@ -248,12 +263,31 @@ def efficiency_section(run):
                 f"{tuning['latency_ms']['single']:.1f} ms", f"{tuning['latency_ms']['batched']:.1f} ms"]]), ""]
 
 
+def stack_section(run):
+    """The stack stage's weights: which candidates the validation split found worth combining."""
+    stack = run.get("stack") or {}
+    if not stack.get("weights"):
+        return []
+    lines = ["## Stacked candidate", "",
+             f"A weighted mean of the candidates' predictions; the weights (non-negative, summing to 1, "
+             f"{stack['weighting'].replace('_', ' ')}) minimise the validation MAE; its validation MAE is "
+             f"cross-fitted over {stack['folds']} folds of the validation split. No test label is read.", ""]
+    weights = stack["weights"]
+    if stack["weighting"] == "shared":
+        rows = [[c, f"{w:.3f}"] for c, w in sorted(weights.items(), key=lambda kv: -kv[1]) if w > 0]
+        return lines + [table(["candidate", "weight"], rows), ""]
+    dims = list(weights)
+    names = list(weights[dims[0]])
+    rows = [[c, *(f"{weights[d][c]:.3f}" for d in dims)] for c in names if any(weights[d][c] > 0 for d in dims)]
+    return lines + [table(["candidate", *dims], rows), ""]
+
+
 def markdown(run):
     """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run); its
     `tuned` key is the baseline's row key, None when no baseline was measured."""
     recommendation = recommendations(run["results"], run["order"], run["best"], run["dimensions"], run["truth"],
                                      run["preds"], run["params"], run["schema"], run["embed_meta"])
-    lines = [*header(run), *summary_section(run), *baseline_section(run), *best_section(run),
+    lines = [*header(run), *summary_section(run), *baseline_section(run), *stack_section(run), *best_section(run),
              "## Recommendations", "", *recommendation, "", *filter_section(run), *per_dimension_section(run),
              *efficiency_section(run)]
     return "\n".join(lines)

@@ -21,22 +21,9 @@ from news_probes.hardware import MIXED_DTYPES, choose_device, choose_dtype, sign
 from news_probes.io import read_json, write_json
 from news_probes.params import registry_entry
 from news_probes.sources import resolve_source
+from news_probes.tokens import TRUNCATION, truncate_ids
 
-TRUNCATION = ("head", "head+tail")
 INFO = "regressor.json"   # what predict needs besides peft's adapter files: settings, target scaling, best step
-
-
-def truncate_ids(ids, max_tokens, policy="head"):
-    """Token ids cut to max_tokens: `head` keeps the beginning; `head+tail` keeps the first half and the last
-    half (the study's later runs: 256 + 256), so the end of a long article is seen too."""
-    if policy not in TRUNCATION:
-        raise ValueError(f"truncation must be one of {TRUNCATION}, not {policy!r}")
-    if len(ids) <= max_tokens:
-        return list(ids)
-    if policy == "head":
-        return list(ids[:max_tokens])
-    head = max_tokens - max_tokens // 2
-    return list(ids[:head]) + list(ids[len(ids) - max_tokens // 2:])
 
 
 def lr_factor(step, warmup_steps, total_steps):

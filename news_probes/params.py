@@ -24,9 +24,9 @@ def check_names(names, registry, params_path, key):
             raise InputError(params_path, f"unknown name {name!r}; known: {', '.join(sorted(registry))}", field=key)
 
 
-def registry_entry(registry, name, allowed_keys, params_path, kind, name_field, field):
+def registry_entry(registry, name, allowed_keys, params_path, kind, name_field, field, needs_source=True):
     """A copy of registry[name] (an embedder entry, a finetune profile), checked: the name exists, every key is
-    allowed, `source` is a non-empty string."""
+    allowed, `source` is a non-empty string (where the entry loads weights)."""
     registry = registry or {}
     if isinstance(name, str) and "." in name:
         # DVC splits params paths at dots: `embedders.bge-v1.5` would be looked up as embedders -> bge-v1 -> 5.
@@ -39,12 +39,54 @@ def registry_entry(registry, name, allowed_keys, params_path, kind, name_field, 
     unknown = set(entry) - set(allowed_keys)
     if unknown:
         raise InputError(params_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed_keys)}", field=field)
-    if not isinstance(entry.get("source"), str) or not entry["source"]:
+    if needs_source and (not isinstance(entry.get("source"), str) or not entry["source"]):
         raise InputError(params_path, "needs a source (hub id, local directory, package:<module> or a GGUF file)",
                          field=field)
     return entry
 
 
+def combined(params, params_path="params.yaml"):
+    """`combined`: {name: [first, second]}, concatenations of two embeddings of the grid (either may itself be a
+    combined name, so three or more chain as pairs); checked so that a member outside the grid fails here."""
+    entries = params.get("combined") or {}
+    known = set(as_list(params.get("models")))
+    for name, members in entries.items():
+        field = f"combined.{name}"
+        if not isinstance(members, list) or len(members) != 2:
+            raise InputError(params_path, "must list two models: [first, second]", field=field)
+        if "." in name:
+            raise InputError(params_path, "a name with '.' cannot be tracked by DVC; use '_' or '-'", field=field)
+        for member in members:
+            if member not in known:
+                raise InputError(params_path, f"{member!r} is neither in `models` nor combined before it",
+                                 field=field)
+        known.add(name)
+    return {name: list(members) for name, members in entries.items()}
+
+
+def grid_models(params, params_path="params.yaml"):
+    """The embeddings the probes are fitted on: every name of `models`, then every combined name."""
+    return as_list(params.get("models")) + list(combined(params, params_path))
+
+
 def candidates(params):
-    """The grid: (model, probe) for every name of `models` times every name of `probe`, in params order."""
-    return [(model, probe) for model in as_list(params.get("models")) for probe in as_list(params.get("probe"))]
+    """The grid: (model, probe) for every grid model times every name of `probe`, in params order."""
+    return [(model, probe) for model in grid_models(params) for probe in as_list(params.get("probe"))]
+
+
+STACKED = ("stacked", "val-weights")     # the stack stage's candidate (news_probes.stacking)
+
+
+def scored_candidates(params):
+    """The rows evaluate scores: the grid, and the stacked candidate when the grid has two or more."""
+    grid = candidates(params)
+    return grid + [STACKED] if len(grid) >= 2 else grid
+
+
+def scoring_entry(params, model):
+    """What a probe folder records of its embedder for scoring: the registry entry, or for a combined name a
+    concatenation of its members' entries."""
+    pairs = params.get("combined") or {}
+    if model in pairs:
+        return {"kind": "concat", "members": {m: scoring_entry(params, m) for m in pairs[model]}}
+    return dict((params.get("embedders") or {})[model] or {})

@@ -3,6 +3,10 @@
 scikit-learn conventions: hyperparameters in __init__, fit(X, y, X_val, y_val) returns self, fitted
 attributes end in "_". Predictions are clipped to the score range. save(dir) writes plain files
 (probe.json + arrays / weights); load_probe(dir) rebuilds a predictor without refitting.
+
+Sparse inputs (the tfidf embedder): ridge fits them as they are (unstandardised: tf-idf rows are already unit
+length, and centring would make them dense); the other probes get a reduced dense form, a truncated SVD fitted
+once per seed ensemble on the training split (`dense_components`, default 256).
 """
 import copy
 import time
@@ -14,6 +18,12 @@ from news_probes.io import InputError, read_json, write_bytes, write_json
 from news_probes.params import as_list, check_names
 
 INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it each kind's arrays or weights
+REDUCER = "reducer.npz"   # a seed ensemble's truncated SVD for sparse inputs
+
+
+def is_sparse(X):
+    import scipy.sparse
+    return scipy.sparse.issparse(X)
 
 
 class Probe:
@@ -28,12 +38,20 @@ class Probe:
     def get_params(self):
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
+    sparse_input = False      # takes a scipy sparse matrix as it is (ridge); others get SeedEnsemble's dense form
+
     def _standardise_fit(self, X):
+        if is_sparse(X):
+            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+            return
+        X = np.asarray(X, dtype=np.float64)
         self.mean_ = X.mean(axis=0)
         self.scale_ = X.std(axis=0)
         self.scale_[self.scale_ == 0] = 1.0
 
     def _standardise(self, X):
+        if is_sparse(X):
+            return X
         return (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
 
     def predict(self, X):
@@ -65,6 +83,7 @@ class RidgeProbe(Probe):
     """Standardised inputs, RidgeCV over `alphas` (efficient leave-one-out on the training split)."""
     kind = "ridge"
     stochastic, default_seeds = False, 1
+    sparse_input = True
 
     def __init__(self, alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), score_range=(0.0, 10.0), seed=42):
         super().__init__(score_range, seed)
@@ -72,7 +91,7 @@ class RidgeProbe(Probe):
 
     def fit(self, X, y, X_val=None, y_val=None):
         from sklearn.linear_model import RidgeCV
-        self._standardise_fit(np.asarray(X, dtype=np.float64))
+        self._standardise_fit(X)
         model = RidgeCV(alphas=self.alphas).fit(self._standardise(X), y)
         self.coef_, self.intercept_ = np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
         self.alpha_ = float(model.alpha_)
@@ -132,7 +151,7 @@ class MLPProbe(Probe):
     def fit(self, X, y, X_val, y_val):
         import torch
         torch.manual_seed(self.seed)
-        self._standardise_fit(np.asarray(X, dtype=np.float64))
+        self._standardise_fit(X)
         Xt = torch.tensor(self._standardise(X), dtype=torch.float32)
         yt = torch.tensor(np.asarray(y), dtype=torch.float32)
         Xv = torch.tensor(self._standardise(X_val), dtype=torch.float32)
@@ -259,10 +278,18 @@ class SeedEnsemble:
     members' own predictions stay available to measure that spread."""
     kind = "seed-ensemble"
 
-    def __init__(self, members):
+    def __init__(self, members, dense_components=256):
         if not members:
             raise ValueError("a seed ensemble needs at least one member")
         self.members = list(members)
+        self.dense_components = int(dense_components)
+        self.components_ = None     # the truncated SVD's components, when fitted on sparse inputs
+
+    def _dense(self, X):
+        """Sparse inputs as the members take them: as they are (ridge), or projected on the SVD components."""
+        if not is_sparse(X) or self.members[0].sparse_input:
+            return X
+        return np.asarray(X @ self.components_.T, dtype=np.float64)
 
     @property
     def seeds(self):
@@ -274,12 +301,19 @@ class SeedEnsemble:
         return getattr(self.members[0], "history_", None)
 
     def fit(self, X, y, X_val, y_val):
+        if is_sparse(X) and not self.members[0].sparse_input:
+            from sklearn.decomposition import TruncatedSVD
+            k = max(1, min(self.dense_components, X.shape[1] - 1, X.shape[0] - 1))
+            svd = TruncatedSVD(n_components=k, random_state=self.members[0].seed).fit(X)
+            self.components_ = svd.components_.astype(np.float32)
+        X, X_val = self._dense(X), self._dense(X_val)
         for member in self.members:
             member.fit(X, y, X_val, y_val)
         return self
 
     def member_predictions(self, X):
         """(n_seeds, n_rows, n_dimensions): each seed's clipped predictions."""
+        X = self._dense(X)
         return np.stack([m.predict(X) for m in self.members])
 
     def predict(self, X):
@@ -292,7 +326,10 @@ class SeedEnsemble:
         directory = Path(directory)
         for member in self.members:
             member.save(directory / f"seed-{member.seed}")
-        write_json(directory / INFO, {"kind": self.kind, "seeds": self.seeds, "member_kind": self.members[0].kind})
+        if self.components_ is not None:
+            write_bytes(directory / REDUCER, lambda f: np.savez(f, components_=self.components_))
+        write_json(directory / INFO, {"kind": self.kind, "seeds": self.seeds, "member_kind": self.members[0].kind,
+                                      "dense_components": self.dense_components})
 
 
 PROBES = {cls.kind: cls for cls in (RidgeProbe, MLPProbe, LightGBMProbe)}
@@ -317,7 +354,8 @@ def build_probe(name, hyperparameters, score_range, seed):
     hyperparameters = dict(hyperparameters)
     cls = PROBES[name]
     seeds = seed_list(cls, hyperparameters.pop("seeds", None), seed)
-    return SeedEnsemble([cls(**hyperparameters, score_range=score_range, seed=s) for s in seeds])
+    dense_components = hyperparameters.pop("dense_components", 256)
+    return SeedEnsemble([cls(**hyperparameters, score_range=score_range, seed=s) for s in seeds], dense_components)
 
 
 def selected_probes(params, params_path="params.yaml"):
@@ -345,7 +383,12 @@ def load_probe(directory):
     """Rebuild a saved probe (or seed ensemble) from its directory; it predicts without refitting."""
     info = read_json(Path(directory) / INFO)
     if info["kind"] == SeedEnsemble.kind:
-        return SeedEnsemble([load_probe(Path(directory) / f"seed-{s}") for s in info["seeds"]])
+        ensemble = SeedEnsemble([load_probe(Path(directory) / f"seed-{s}") for s in info["seeds"]],
+                                info.get("dense_components", 256))
+        if (Path(directory) / REDUCER).is_file():
+            with np.load(Path(directory) / REDUCER) as arrays:
+                ensemble.components_ = arrays["components_"]
+        return ensemble
     cls = PROBES[info["kind"]]
     if cls is LightGBMProbe:
         return cls.load(directory, info["params"])

@@ -22,7 +22,7 @@ class Scorer:
         self.model, self.probe_name, self.dimensions = info["model"], info["probe"], info["dimensions"]
         self.probe = load_probe(probe_dir)
         # The precision is this machine's choice, not the one the embeddings were trained with.
-        self.embedder = load_embedder({**info["embedder"], "dtype": dtype})
+        self.embedder = load_embedder(info["embedder"], fitted_dir=probe_dir, model=self.model, dtype=dtype)
 
     def describe(self):
         return f"{self.model} / {self.probe_name} ({self.embedder.dtype} on {self.embedder.device})"

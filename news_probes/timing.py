@@ -6,14 +6,15 @@ import time
 def latency(predict, items, repeats=20):
     """Seconds per item of predict(items[i:i+1]) one item at a time, and of predict(items) in one batch: for an
     encoder (texts -> embeddings), a probe (embeddings -> scores) or the adapter (texts -> scores)."""
+    n = items.shape[0] if hasattr(items, "shape") else len(items)     # a list, an array or a sparse matrix
     predict(items[:1])                             # warm-up: first call pays one-off allocations
     start = time.perf_counter()
     for i in range(repeats):
-        predict(items[i % len(items):i % len(items) + 1])
+        predict(items[i % n:i % n + 1])
     single = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
     predict(items)
-    return {"single": single, "batched": (time.perf_counter() - start) / len(items)}
+    return {"single": single, "batched": (time.perf_counter() - start) / n}
 
 
 def latency_ms(predict, items, repeats=20):

@@ -78,21 +78,24 @@ def tiny_qwen_dir(tmp_path_factory):
 def tiny_pipeline(tmp_path_factory, tiny_bert_dir, tiny_qwen_dir):
     """prepare -> embed -> probe and finetune, the stages' own functions, on 120 generated articles with the tiny
     BERT as model `tiny` and the tiny Qwen2 as finetune profile `tiny`. Returns (root, params); root holds
-    prepared/, emb/tiny/, meta/tiny.json, probes/tiny/, fit/tiny.json, adapters/tiny/, live/ (DVCLive),
-    data.json. Tests write their own outputs elsewhere."""
+    prepared/, emb/tiny/, meta/tiny.json, probes/tiny/, fit/tiny.json, stacked/ and stack.json (the stacked
+    candidate over the three probes), adapters/tiny/, live/ (DVCLive), data.json. Tests write their own outputs
+    elsewhere."""
     from news_probes.stages.embed import embed
     from news_probes.stages.finetune import finetune
     from news_probes.stages.prepare import prepare
     from news_probes.stages.probe import fit_probes
+    from news_probes.stages.stack import stack
     root = tmp_path_factory.mktemp("tiny-pipeline")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["embedders"]["tiny"] = {"source": str(tiny_bert_dir), "max_tokens": 32, "batch_size": 16}
-    params.update(models=["tiny"], probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
+    params.update(models=["tiny"], combined={}, probes={"ridge": {}, "mlp": {"hidden": [16], "epochs": 20},
                                            "lightgbm": {"n_estimators": 30}})
     params["finetune"] = {"profile": "tiny", "profiles": {"tiny": tiny_finetune_profile(tiny_qwen_dir, eval_steps=3)}}
     prepare(write_lines(root / "raw.jsonl", make_records(120)), root / "prepared", root / "data.json", params)
     embed("tiny", root / "prepared", root / "emb" / "tiny", root / "meta" / "tiny.json", params)
     fit_probes("tiny", root / "prepared", root / "emb" / "tiny", root / "probes" / "tiny", root / "fit" / "tiny.json",
                params)
+    stack(root / "prepared", root / "probes", root / "stacked", root / "stack.json", params)
     finetune(root / "prepared", root / "adapters" / "tiny", root / "live", params)
     return root, params

@@ -11,7 +11,7 @@ from news_probes.io import InputError
 from helpers import REPO, make_records, write_lines
 from news_probes.embedders import embedder_config
 from news_probes.stages.embed import embed
-from news_probes.embedders import load_embedder, token_counts
+from news_probes.embedders import load_embedder
 from news_probes.sources import resolve_source
 from news_probes.hardware import choose_device, choose_dtype, signature
 from news_probes.stages.prepare import prepare
@@ -63,11 +63,14 @@ def test_normalize_gives_unit_vectors(tiny_bert_dir):
     assert np.linalg.norm(emb, axis=1) == pytest.approx([1.0], abs=1e-5)
 
 
-def test_token_counts_cap_each_text_at_the_limit(tiny_bert_dir):
-    tokenizer = load_embedder({"source": str(tiny_bert_dir)}).tokenizer
+def test_token_stats_cap_each_text_at_the_limit(tiny_bert_dir):
+    embedder = load_embedder({"source": str(tiny_bert_dir), "max_tokens": 10})
     short, long = "clinic water", " ".join(["clinic"] * 50)
+    embedder.encode([short, long, long, short], show_progress=False)
     # [CLS] clinic water [SEP] = 4 tokens; the long texts are cut to 10.
-    assert token_counts(tokenizer, [short, long, long, short], max_tokens=10) == (0.5, 4 + 10 + 10 + 4)
+    assert embedder.stats_["truncated_share"] == 0.5
+    assert embedder.stats_["tokens"] == 4 + 10 + 10 + 4
+    assert embedder.stats_["windows_per_text"] == {"1": 4}
 
 
 def test_bfloat16_embeddings_are_float32_and_close_to_float32_ones(tiny_bert_dir):
@@ -154,3 +157,63 @@ def test_a_registry_name_with_a_dot_is_refused(default_params):
     default_params["embedders"]["bge-v1.5"] = {"source": "BAAI/bge-large-en-v1.5"}
     with pytest.raises(InputError, match="models: model name 'bge-v1.5' contains '.'"):
         embedder_config(default_params, "bge-v1.5")
+
+
+def test_chunks_of_a_short_text_equal_head_and_a_long_text_has_one_window_per_stride(tiny_bert_dir):
+    from news_probes.tokens import chunk_count
+    entry = {"source": str(tiny_bert_dir), "max_tokens": 12, "batch_size": 4, "dtype": "float32"}
+    head = load_embedder(entry)
+    chunks = load_embedder({**entry, "truncation": "chunks"})
+    short = "clinic water school"
+    np.testing.assert_allclose(chunks.encode([short], False), head.encode([short], False), rtol=1e-5, atol=1e-6)
+    assert chunks.stats_["windows_per_text"] == {"1": 1}
+    # 10 content tokens a window ([CLS] and [SEP] take 2 of 12): 35 words -> 4 windows; a stride of 5 -> 6.
+    long = " ".join(["clinic", "water", "school", "court", "peace"] * 7)
+    n_tokens = len(chunks.tokenizer(long, add_special_tokens=False)["input_ids"])
+    assert n_tokens == 35
+    chunks.encode([long, short], False)
+    assert chunks.stats_["windows_per_text"] == {"1": 1, str(chunk_count(n_tokens, 10, 10)): 1}
+    assert chunk_count(n_tokens, 10, 10) == 4
+    strided = load_embedder({**entry, "truncation": "chunks", "stride": 5})
+    strided.encode([long], False)
+    assert strided.stats_["windows_per_text"] == {"6": 1} and chunk_count(35, 10, 5) == 6
+    # The pooled vector is the token-weighted mean of the windows' vectors (three full windows and one of 5).
+    windows = [" ".join(["clinic", "water", "school", "court", "peace"] * 2)] * 3 + [
+        " ".join(["clinic", "water", "school", "court", "peace"])]
+    parts = head.encode(windows, False)
+    expected = (parts[:3].sum(axis=0) * 10 + parts[3] * 5) / 35
+    np.testing.assert_allclose(chunks.encode([long], False)[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_head_tail_keeps_the_end_of_a_long_text(tiny_bert_dir):
+    entry = {"source": str(tiny_bert_dir), "max_tokens": 6, "dtype": "float32"}
+    head, head_tail = load_embedder(entry), load_embedder({**entry, "truncation": "head+tail"})
+    a, b = "clinic water school court peace", "clinic water school court river"   # differ in the last word only
+    assert np.allclose(head.encode([a], False), head.encode([b], False))
+    assert not np.allclose(head_tail.encode([a], False), head_tail.encode([b], False))
+
+
+def test_tfidf_is_fitted_on_train_only_and_its_saved_state_encodes_the_same(tmp_path, prepared, default_params):
+    import scipy.sparse
+    from news_probes.data import load_split, model_input
+    train = [model_input(r) for r in load_split(prepared, "train")]
+    params = with_model(default_params, "lexical", kind="tfidf", min_df=1, ngram_max=1)
+    matrices, meta = embed("lexical", prepared, tmp_path / "emb", tmp_path / "meta.json", params)
+    assert scipy.sparse.issparse(matrices["test"]) and matrices["test"].dtype == np.float32
+    state = json.loads((tmp_path / "emb" / "fitted" / "lexical.json").read_text())
+    vocabulary = set(state["vocabulary"])
+    assert vocabulary == {w for t in train for w in t.lower().split() if len(w) > 1}
+    assert meta["dimension"] == len(vocabulary) and meta["kind"] == "tfidf" and meta["truncated_share"] == 0
+    # A word that appears only in the test split has no column: its text encodes to nothing.
+    only_in_test = load_embedder({"kind": "tfidf"}, fitted_dir=tmp_path / "emb", model="lexical")
+    assert "zebra" not in vocabulary and only_in_test.encode(["zebra"]).nnz == 0
+    # The saved JSON state reproduces the matrices the stage wrote, and its rows have unit length.
+    again = only_in_test.encode([model_input(r) for r in load_split(prepared, "test")])
+    np.testing.assert_allclose(again.toarray(), matrices["test"].toarray(), rtol=1e-6)
+    np.testing.assert_allclose(scipy.sparse.linalg.norm(again, axis=1), 1.0, rtol=1e-5)
+    # sublinear tf: a word repeated 3 times weighs 1 + ln 3 against 1 for a word seen once
+    word_a, word_b = sorted(vocabulary)[:2]
+    row = only_in_test.encode([f"{word_a} {word_a} {word_a} {word_b}"]).toarray()[0]
+    idf = np.array(state["idf"])
+    ia, ib = state["vocabulary"][word_a], state["vocabulary"][word_b]
+    assert row[ia] / row[ib] == pytest.approx((1 + np.log(3)) * idf[ia] / idf[ib], rel=1e-5)

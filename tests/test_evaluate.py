@@ -62,25 +62,29 @@ CPU_BF16 = {"device": "cpu", "isa": "avx512_bf16", "dtype": "bfloat16"}
 
 
 def run_evaluate(tmp_path, prepared, probes, adapters, params):
-    """evaluate, with the embed stages' meta files and the finetune metrics that carry the hardware signatures."""
+    """evaluate, with the embed stages' meta files and the finetune metrics that carry the hardware signatures; the
+    grid is params' models alone (no combined ones), the stacked candidate's predictions under probes/stacked."""
+    params["combined"] = {}
     for model in params["models"]:
         (tmp_path / "embed").mkdir(exist_ok=True)
         (tmp_path / "embed" / f"{model}.json").write_text(json.dumps({"hardware": {**CPU_BF16, "model": model}}))
     (tmp_path / "finetune.json").write_text(json.dumps({"hardware": {**CPU_BF16, "dtype": "float32"}}))
-    return evaluate(prepared, probes, adapters, tmp_path / "metrics", tmp_path / "baseline.json",
+    return evaluate(prepared, probes, probes / "stacked" / "val-weights", adapters, tmp_path / "metrics", tmp_path / "baseline.json",
                     tmp_path / "summary.json", params, tmp_path / "embed", tmp_path / "finetune.json")
 
 
 def test_summary_has_every_candidate_from_params_the_best_and_the_gap(tmp_path, default_params):
     default_params.update(models=["m1", "m2"], probe=["ridge", "mlp"])
     preds = {("m1", "ridge"): 0.5, ("m1", "mlp"): 0.25, ("m2", "ridge"): 1.0, ("m2", "mlp"): 2.0,
+             ("stacked", "val-weights"): 0.3,     # the stack stage's candidate, scored like the others
              ("stale", "ridge"): 0.0}   # on disk but not in params: must not appear
     prepared, probes, adapters = write_case(tmp_path, default_params, preds, baseline_offset=0.4)
     summary = run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["best"]["model"] == "m1" and written["best"]["probe"] == "mlp"
     assert written["best"]["mae"] == pytest.approx(0.25)
-    assert set(written["candidates"]) == {"m1", "m2"}
+    assert set(written["candidates"]) == {"m1", "m2", "stacked"}
+    assert written["candidates"]["stacked"]["val-weights"]["mae"] == pytest.approx(0.3)
     # Gaps are to the measured adapter (MAE 0.4 on this split), not to the study's reference value.
     assert written["candidates"]["m2"]["ridge"]["gap"] == pytest.approx(1.0 - 0.4)
     assert written["best"]["gap"] == pytest.approx(0.25 - 0.4)
@@ -124,7 +128,7 @@ def test_a_missing_adapter_is_named_not_replaced_by_the_reference(tmp_path, defa
 def test_the_best_is_chosen_on_validation_and_the_test_pick_is_named(tmp_path, default_params):
     """m1/ridge is best on validation but not on test; m1/mlp the reverse: the summary takes the validation one."""
     default_params.update(models=["m1"], probe=["ridge", "mlp"])
-    preds = {("m1", "ridge"): (0.1, 0.6), ("m1", "mlp"): (0.5, 0.2)}
+    preds = {("m1", "ridge"): (0.1, 0.6), ("m1", "mlp"): (0.5, 0.2), ("stacked", "val-weights"): (0.7, 0.7)}
     prepared, probes, adapters = write_case(tmp_path, default_params, preds, baseline_offset=0.4)
     summary = run_evaluate(tmp_path, prepared, probes, adapters, default_params)
     assert (summary["best"]["model"], summary["best"]["probe"], summary["best"]["chosen_on"]) == ("m1", "ridge", "val")

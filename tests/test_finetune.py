@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from helpers import make_records
-from news_probes.lora import LoRARegressor, lr_factor, truncate_ids
+from news_probes.lora import LoRARegressor, lr_factor
+from news_probes.tokens import truncate_ids
 from news_probes.hardware import choose_device, choose_dtype, signature
 
 

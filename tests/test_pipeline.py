@@ -177,3 +177,23 @@ def test_no_baseline_runs_end_to_end_and_says_so(repo):
     assert not (work / "plots/png/gap.png").exists() and not (work / "plots/png/finetune_training.png").exists()
     diff = sh("dvc metrics diff main --targets metrics/summary.json", work, env)
     assert "baseline.measured" in diff and "candidates.all-MiniLM-L6-v2.mlp.gap" in diff
+
+
+def test_adding_a_combined_entry_reuses_the_cached_embeddings(repo):
+    work, env = repo
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["combined"]["tfidf+all-MiniLM-L6-v2"] = ["tfidf", "all-MiniLM-L6-v2"]
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc repro", work, env)
+    assert "Running stage 'combine@tfidf+all-MiniLM-L6-v2'" in out
+    assert "Running stage 'probe-combined@tfidf+all-MiniLM-L6-v2'" in out
+    # Nothing is embedded again, and the probes and combinations already fitted are not refitted.
+    assert "Running stage 'embed@" not in out and "Running stage 'probe@" not in out
+    assert "Running stage 'combine@all-MiniLM-L6-v2+tfidf'" not in out
+    assert "Running stage 'stack'" in out and "Running stage 'evaluate'" in out
+    meta = {m: read(work, f"metrics/embed/{m}.json") for m in ("tfidf", "all-MiniLM-L6-v2", "tfidf+all-MiniLM-L6-v2")}
+    assert meta["tfidf+all-MiniLM-L6-v2"]["dimension"] == meta["tfidf"]["dimension"] + 384
+    assert set(read(work, "metrics/summary.json")["candidates"]["tfidf+all-MiniLM-L6-v2"]) == {
+        "ridge", "mlp", "lightgbm"}
+    weights = read(work, "metrics/stack.json")["weights"]
+    assert len(weights) == 4 * 3 and sum(weights.values()) == pytest.approx(1, abs=1e-3)

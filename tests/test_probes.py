@@ -169,3 +169,30 @@ def test_a_bad_seeds_setting_names_its_field(tmp_path, default_params):
     default_params["probes"] = {**FAST, "ridge": {"seeds": 2}}
     with pytest.raises(InputError, match="params.yaml: probes.ridge: ridge is deterministic"):
         fit_probes("all-MiniLM-L6-v2", prepared, emb, tmp_path / "out", tmp_path / "fit.json", default_params)
+
+
+def sparse_data(n=300, vocabulary=400, k=2, seed=0):
+    """A sparse matrix (a third of the cells) whose rows mix 4 topics, and scores that follow the topics: the
+    signal lies in the leading singular vectors, as with tf-idf of texts about a few subjects."""
+    import scipy.sparse
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(n, 4))
+    dense = (topics @ rng.normal(size=(4, vocabulary))) * (rng.uniform(size=(n, vocabulary)) < 0.3)
+    X = scipy.sparse.csr_matrix(dense.astype(np.float32))
+    y = np.clip(5 + topics @ rng.normal(size=(4, k)), 0, 10)
+    return X[:200], y[:200], X[200:250], y[200:250], X[250:], y[250:]
+
+
+@pytest.mark.parametrize("name", ["ridge", "mlp", "lightgbm"])
+def test_sparse_inputs_reach_ridge_as_they_are_and_the_others_through_an_svd(tmp_path, name):
+    X, y, Xv, yv, Xt, yt = sparse_data()
+    probe = build_probe(name, {**FAST[name], "dense_components": 16}, (0, 10), seed=3).fit(X, y, Xv, yv)
+    pred = probe.predict(Xt)
+    assert np.abs(pred - yt).mean() < np.abs(y.mean(axis=0) - yt).mean()   # beats the training mean
+    if name == "ridge":
+        assert probe.components_ is None and probe.members[0].coef_.shape == (2, 400)
+    else:   # one SVD for the ensemble, fitted on the training rows: 16 components over the vocabulary
+        assert probe.components_.shape == (16, 400)
+    probe.save(tmp_path / name)
+    assert (tmp_path / name / "reducer.npz").is_file() == (name != "ridge")
+    np.testing.assert_allclose(load_probe(tmp_path / name).predict(Xt), pred, rtol=1e-5, atol=1e-6)

@@ -54,14 +54,16 @@ def small_run(tmp_path_factory, tiny_pipeline):
     for name in ("meta", "data.json", "live"):
         (root / name).symlink_to(inputs / name)
     params = {**params, "report": {"bootstrap_resamples": 200}}
-    evaluate(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics", root / "baseline.json",
+    evaluate(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "adapters", root / "metrics",
+             root / "baseline.json",
              root / "summary.json", params, inputs / "meta", inputs / "live" / "metrics.json")
     run_report(inputs, root, params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
 
 def run_report(inputs, root, params, out="comparison.md", plots="plots"):
-    return report(inputs / "prepared", inputs / "probes", inputs / "adapters", root / "metrics",
+    return report(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "stack.json",
+                  inputs / "adapters", root / "metrics",
                   root / "baseline.json", root / "summary.json", inputs / "live" / "metrics.json", inputs / "meta",
                   inputs / "fit", inputs / "data.json", root / out, root / plots, params)
 
@@ -72,31 +74,35 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
     text = (root / "comparison.md").read_text()
     summary = json.loads((root / "summary.json").read_text())
     rows = markdown_table(text, "## Summary")
+    cands = summary["candidates"]
     assert [(r["model"], r["probe"]) for r in rows] == sorted(
-        (("tiny", p) for p in summary["candidates"]["tiny"]),
-        key=lambda c: summary["candidates"]["tiny"][c[1]]["val_mae"])                 # the selection's order
+        ((m, p) for m in cands for p in cands[m]), key=lambda c: cands[c[0]][c[1]]["val_mae"])  # the selection's order
+    assert set(cands) == {"tiny", "stacked"}
     baseline = summary["baseline"]["mae"]
     for row in rows:
-        m = json.loads((root / "metrics" / "tiny" / f"{row['probe']}.json").read_text())
+        m = json.loads((root / "metrics" / row["model"] / f"{row['probe']}.json").read_text())
         assert float(row["MAE"]) == pytest.approx(m["mae"], abs=5e-4)
         assert float(row["val MAE"]) == pytest.approx(m["val"]["mae"], abs=5e-4)
-        if m["seeds"]["n"] > 1:
-            assert float(row["seed sd"]) == pytest.approx(m["seeds"]["sd"], abs=5e-4)
+        if "seeds" not in m or m["seeds"]["n"] == 1:
+            assert row["seed sd"] == "—"                # one seed (ridge) or none (the stack): no spread to show
         else:
-            assert row["seed sd"] == "—"                # one seed (ridge): no spread to show
+            assert float(row["seed sd"]) == pytest.approx(m["seeds"]["sd"], abs=5e-4)
         assert float(row["RMSE"]) == pytest.approx(m["rmse"], abs=5e-4)
         assert float(row["Spearman"]) == pytest.approx(m["spearman"], abs=5e-4)
         assert float(row["gap"]) == pytest.approx(m["mae"] - baseline, abs=5e-4)
         assert float(row["gap %"].rstrip("%")) == pytest.approx(100 * (m["mae"] - baseline) / baseline, abs=0.05)
         low, high = map(float, row["MAE 95% CI"].strip("[]").split(","))
         assert low <= m["mae"] <= high
-        for dim_row in markdown_table(text, f"### tiny / {row['probe']}"):
+        heading = f"### {row['model']} / {row['probe']}"        # the best and the next two have one
+        for dim_row in markdown_table(text, heading) if heading in text else []:
             per = m["per_dimension"][dim_row["dimension"]]
             assert float(dim_row["MAE"]) == pytest.approx(per["mae"], abs=5e-4)
             assert float(dim_row["Spearman"]) == pytest.approx(per["spearman"], abs=5e-4)
     best = summary["best"]
-    assert f"| **tiny** | **{best['probe']}** | **{best['val_mae']:.3f}** | **{best['mae']:.3f}** |" in text
-    assert (f"Best overall, chosen on validation: **tiny / {best['probe']}** (validation MAE {best['val_mae']:.3f}, "
+    assert (f"| **{best['model']}** | **{best['probe']}** | **{best['val_mae']:.3f}** | **{best['mae']:.3f}** |"
+            in text)
+    assert (f"Best overall, chosen on validation: **{best['model']} / {best['probe']}** (validation MAE "
+            f"{best['val_mae']:.3f}, "
             f"test MAE {best['mae']:.3f}, gap {best['gap']:+.3f})") in text
     for row in markdown_table(text, "## Filtering"):
         if row["candidate"].startswith("tiny / "):
@@ -130,7 +136,10 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
         assert r["probe alone, 1 article"] == f"{probe['single']:.3f} ms"
         # Scoring one article costs encoding it plus the probe, both as their stages measured them.
         assert r["scoring, 1 article"] == f"{meta['latency_ms']['single'] + probe['single']:.1f} ms"
-    assert f"tiny (32-d, {meta['dtype']} on {meta['device']}, 32 tokens" in text
+    assert f"tiny (32-d, {meta['dtype']} on {meta['device']}, 32-token window" in text
+    weights = json.loads((tiny_inputs / "stack.json").read_text())["weights"]
+    shown = {r["candidate"]: float(r["weight"]) for r in markdown_table(text, "## Stacked candidate")}
+    assert shown == pytest.approx({c: w for c, w in weights.items() if w > 0}, abs=5e-4)
 
 
 def test_report_writes_every_plot(small_run):
@@ -140,7 +149,8 @@ def test_report_writes_every_plot(small_run):
                  "png/abs_error.png", "png/mlp_training.png", "png/finetune_training.png"):
         assert (root / "plots" / name).stat().st_size > 0, name
     assert (root / "plots" / "png" / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    n_candidates, n_dimensions = 3, 3           # the baseline is a fourth row in the error and per-dimension data
+    n_candidates, n_dimensions = 4, 3           # 3 probes and the stack; the baseline is one more row in the
+                                                # error and per-dimension data
     assert len((root / "plots" / "abs_error.csv").read_text().splitlines()) == 1 + (n_candidates + 1) * n_test
     assert len((root / "plots" / "gap.csv").read_text().splitlines()) == 1 + n_candidates
     assert len((root / "plots" / "per_dimension_mae.csv").read_text().splitlines()) == 1 + (n_candidates + 1) * n_dimensions

@@ -99,3 +99,30 @@ def test_adapter_command_scores_like_the_finetune_stage_predicted(trained, tmp_p
     with np.load(trained / "adapters" / "tiny" / "test_predictions.npz") as saved:
         expected = saved["scores"][:5]
     np.testing.assert_allclose([list(line["scores"].values()) for line in lines], expected, atol=1e-4)
+
+
+def test_a_probe_on_tfidf_concatenated_with_an_encoder_scores_alone_as_the_stage_predicted(trained, tmp_path,
+                                                                                             tiny_pipeline):
+    from news_probes.artifacts import load_predictions
+    from news_probes.stages.combine import combine
+    from news_probes.stages.embed import embed
+    from news_probes.stages.probe import fit_probes
+    _, params = tiny_pipeline
+    params = {**params, "probe": ["ridge", "mlp"], "models": ["tiny", "lexical"],
+              "combined": {"tiny+lexical": ["tiny", "lexical"]},
+              "embedders": {**params["embedders"], "lexical": {"kind": "tfidf", "min_df": 1}}}
+    embed("lexical", trained / "prepared", tmp_path / "emb" / "lexical", tmp_path / "meta" / "lexical.json", params)
+    meta = combine("tiny+lexical", trained / "prepared", [trained / "emb" / "tiny", tmp_path / "emb" / "lexical"],
+                   [trained / "meta" / "tiny.json", tmp_path / "meta" / "lexical.json"],
+                   tmp_path / "emb" / "tiny+lexical", tmp_path / "meta" / "tiny+lexical.json", params)
+    assert meta["dimension"] == 32 + json.loads((tmp_path / "meta" / "lexical.json").read_text())["dimension"]
+    fit_probes("tiny+lexical", trained / "prepared", tmp_path / "emb" / "tiny+lexical", tmp_path / "probes",
+               tmp_path / "fit.json", params)
+    test = load_split(trained / "prepared", "test")
+    for probe in ("ridge", "mlp"):
+        folder = tmp_path / "probes" / probe
+        # The folder carries the fitted vocabulary: nothing else is needed to score.
+        assert (folder / "fitted" / "lexical.json").is_file()
+        scorer = load_scorer(folder)            # the precision the stage chose on this machine
+        expected = load_predictions(folder, "test", [r["id"] for r in test])["scores"]
+        np.testing.assert_allclose(scorer.predict([model_input(r) for r in test]), expected, atol=1e-4)

@@ -1,7 +1,7 @@
 """evaluate: score every candidate's validation and test predictions with the same code (news_probes.metrics);
 write per-candidate metrics and a summary naming the best candidate, chosen on validation MAE.
 
-Candidates are derived from params (models x probe), never from the files that happen to lie on disk, so a
+Candidates are derived from params (models and combined x probe, and the stacked candidate), never from the files that happen to lie on disk, so a
 dropped model leaves no stale row in the summary. Selection looks at the validation split only; the test split
 measures the chosen candidate once (the summary also names the test split's own pick, to show the size of the
 selection effect).
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import (NO_PROFILE, PREDICTED_SPLITS, adapter_dir, candidate_metrics_file,
-                                   load_predictions, model_file, probe_dir, read_scoring)
+from news_probes.artifacts import (NO_PROFILE, PREDICTED_SPLITS, adapter_dir, candidate_dir, candidate_metrics_file,
+                                   load_predictions, model_file, read_scoring)
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, read_json, run_main, write_json
 from news_probes.metrics import candidate_metrics, filter_config, seed_sd
-from news_probes.params import as_list, candidates, load_params
+from news_probes.params import as_list, load_params, scored_candidates
 
 def reference(params):
     ref = params.get("baseline") or {}
@@ -66,7 +66,7 @@ def summary_row(m):
             "high_tier_recall": f["tier_recall"]["high"]}
 
 
-def evaluate(prepared_dir, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, params,
+def evaluate(prepared_dir, probes_dir, stacked_dir, adapters_dir, metrics_dir, baseline_path, summary_path, params,
              embed_meta_dir, finetune_metrics, params_path="params.yaml"):
     schema = load_schema(prepared_dir)
     dimensions = schema["dimensions"]
@@ -80,8 +80,8 @@ def evaluate(prepared_dir, probes_dir, adapters_dir, metrics_dir, baseline_path,
 
     baseline = baseline_metrics(adapters_dir, params, evaluate_folder)
     results = {}
-    for model, probe in candidates(params):
-        metrics = evaluate_folder(probe_dir(probes_dir, model, probe))
+    for model, probe in scored_candidates(params):
+        metrics = evaluate_folder(candidate_dir(probes_dir, stacked_dir, (model, probe)))
         metrics["gap"] = metrics["mae"] - baseline["mae"] if baseline["measured"] else None
         results[(model, probe)] = metrics
     for (model, probe), metrics in results.items():
@@ -108,6 +108,7 @@ def main():
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", required=True, help="directory written by prepare")
     parser.add_argument("--probes", required=True, help="directory holding <model>/<probe>/{val,test}_predictions.npz")
+    parser.add_argument("--stacked", required=True, help="the stack stage's folder of predictions")
     parser.add_argument("--adapters", required=True, help="directory holding <profile>/{val,test}_predictions.npz")
     parser.add_argument("--metrics-dir", required=True, help="directory for <model>/<probe>.json")
     parser.add_argument("--baseline", required=True, help="JSON file for the fine-tuned baseline's metrics")
@@ -115,7 +116,7 @@ def main():
     parser.add_argument("--embed-meta", required=True, help="directory of the embed stages' <model>.json")
     parser.add_argument("--finetune-metrics", required=True, help="the finetune stage's metrics.json")
     args = parser.parse_args()
-    summary = evaluate(args.prepared, args.probes, args.adapters, args.metrics_dir, args.baseline, args.summary,
+    summary = evaluate(args.prepared, args.probes, args.stacked, args.adapters, args.metrics_dir, args.baseline, args.summary,
                        load_params(args.params), args.embed_meta, args.finetune_metrics, args.params)
     b = summary["baseline"]
     if b["measured"]:

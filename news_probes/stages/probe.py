@@ -1,16 +1,16 @@
 """probe@<model>: fit the probes selected by `probe` on one model's embeddings, each as a seed ensemble
-(`probes.<name>.seeds`); save each with its validation and test predictions (the seeds' mean and each seed's
+(`probes.<name>.seeds`), on a model of `models` or a `combined` one; save each with its validation and test predictions (the seeds' mean and each seed's
 own) and scoring.json (what `news-probes score` needs), and its fit time and latency alone (embeddings in,
 scores out) in the fit metrics."""
 import argparse
 
 import numpy as np
 
-from news_probes.artifacts import (PREDICTED_SPLITS, load_embeddings, save_predictions, write_history,
-                                   write_scoring)
+from news_probes.artifacts import (PREDICTED_SPLITS, copy_fitted, load_embeddings, save_predictions,
+                                   write_history, write_scoring)
 from news_probes.data import SPLITS, load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
-from news_probes.params import load_params
+from news_probes.params import grid_models, load_params, scoring_entry
 from news_probes.probes import built_probes, timed_fit
 from news_probes.timing import latency_ms
 
@@ -18,9 +18,9 @@ from news_probes.timing import latency_ms
 def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, params, params_path="params.yaml"):
     schema = load_schema(prepared_dir)
     probes = built_probes(params, schema["score_range"], params_path)
-    embedder = (params.get("embedders") or {}).get(model)     # checked by the embed stage, recorded for scoring
-    if not embedder:
-        raise InputError(params_path, f"no registry entry for model {model!r}", field=f"embedders.{model}")
+    if model not in grid_models(params, params_path):
+        raise InputError(params_path, f"{model!r} is not in the grid (`models` or `combined`)", field="models")
+    embedder = scoring_entry(params, model)      # checked by the embed stage, recorded for scoring
     splits = {s: load_split(prepared_dir, s) for s in SPLITS}
     X = {s: load_embeddings(embeddings_dir, s, len(rows)) for s, rows in splits.items()}
     y = {s: np.array([r["labels"] for r in rows]) for s, rows in splits.items()}
@@ -31,6 +31,7 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
             seconds = timed_fit(probe, X["train"], y["train"], X["val"], y["val"])
             folder = staging / name
             probe.save(folder)
+            copy_fitted(embeddings_dir, folder)     # a fitted embedder (tfidf) travels with the probe
             if getattr(probe, "history_", None):
                 write_history(folder, probe.history_)
             for split in PREDICTED_SPLITS:

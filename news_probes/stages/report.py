@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import (adapter_dir, candidate_metrics_file, load_predictions, model_file, probe_dir)
+from news_probes.artifacts import adapter_dir, candidate_dir, candidate_metrics_file, load_predictions, model_file
 from news_probes.comparison import markdown
 from news_probes.data import load_schema, load_split
 from news_probes.io import read_json, run_main, write_bytes
 from news_probes.metrics import bootstrap
-from news_probes.params import candidates, load_params
+from news_probes.params import STACKED, load_params, scored_candidates
 from news_probes.plots import write_plots, write_pngs
 
 
-def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
-             embed_meta_dir, fit_dir, data_metrics, params):
+def load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path,
+             summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, params):
     """Everything the report writes up, as one dict (the candidates are (model, probe) pairs; `tuned` is the
     baseline's row key, None when no baseline was measured)."""
     schema = load_schema(prepared)
@@ -25,8 +25,8 @@ def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, sum
     truth = np.array([r["labels"] for r in test])
     ids = [r["id"] for r in test]
     baseline, summary = read_json(baseline_path), read_json(summary_path)
-    cands = candidates(params)
-    preds = {c: load_predictions(probe_dir(probes_dir, *c), "test", ids)["scores"] for c in cands}
+    cands = scored_candidates(params)
+    preds = {c: load_predictions(candidate_dir(probes_dir, stacked_dir, c), "test", ids)["scores"] for c in cands}
     results = {c: read_json(candidate_metrics_file(metrics_dir, *c)) for c in cands}
     tuned = ("fine-tuned", baseline["profile"]) if baseline["measured"] else None
     if tuned:
@@ -35,7 +35,7 @@ def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, sum
     errors = {c: np.abs(preds[c] - truth).mean(axis=1) for c in preds}
     best = (summary["best"]["model"], summary["best"]["probe"])
     resamples = int((params.get("report") or {}).get("bootstrap_resamples", 1000))
-    models = dict.fromkeys(c[0] for c in cands)
+    models = dict.fromkeys(c[0] for c in cands if c != STACKED)
     intervals = bootstrap(errors, [*cands, *([tuned] if tuned else [])], best, errors[tuned] if tuned else None,
                           resamples, int(params["seed"]))
     return {"params": params, "schema": schema, "dimensions": schema["dimensions"], "truth": truth, "preds": preds,
@@ -44,13 +44,13 @@ def load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, sum
             "tuned": tuned, "baseline": baseline, "tuning": read_json(finetune_metrics), "ci": intervals,
             "resamples": resamples, "splits": read_json(data_metrics),
             "embed_meta": {m: read_json(model_file(embed_meta_dir, m)) for m in models},
-            "fits": {m: read_json(model_file(fit_dir, m)) for m in models}}
+            "fits": {m: read_json(model_file(fit_dir, m)) for m in models}, "stack": read_json(stack_weights)}
 
 
-def report(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
-           embed_meta_dir, fit_dir, data_metrics, out, plots_dir, params):
-    run = load_run(prepared, probes_dir, adapters_dir, metrics_dir, baseline_path, summary_path, finetune_metrics,
-                   embed_meta_dir, fit_dir, data_metrics, params)
+def report(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path, summary_path,
+           finetune_metrics, embed_meta_dir, fit_dir, data_metrics, out, plots_dir, params):
+    run = load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path,
+                   summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, params)
     text = markdown(run)
     write_plots(plots_dir, run, probes_dir)
     write_pngs(plots_dir, run, probes_dir, Path(finetune_metrics).parent)
@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--probes", required=True, help="directory holding <model>/<probe>/ from probe")
+    parser.add_argument("--stacked", required=True, help="the stack stage's folder of predictions")
+    parser.add_argument("--stack-weights", required=True, help="the stack stage's weights (metrics JSON)")
     parser.add_argument("--adapters", required=True, help="directory holding <profile>/ from finetune")
     parser.add_argument("--metrics-dir", required=True, help="directory holding <model>/<probe>.json from evaluate")
     parser.add_argument("--baseline", required=True, help="the baseline's metrics from evaluate")
@@ -74,7 +76,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--plots", required=True)
     args = parser.parse_args()
-    report(args.prepared, args.probes, args.adapters, args.metrics_dir, args.baseline, args.summary,
+    report(args.prepared, args.probes, args.stacked, args.stack_weights, args.adapters, args.metrics_dir, args.baseline, args.summary,
            args.finetune_metrics, args.embed_meta, args.fit_metrics, args.data_metrics, args.out, args.plots,
            load_params(args.params))
 
