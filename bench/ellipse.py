@@ -13,7 +13,7 @@ replace it, e.g. with the larger offline embedder (models/base/ of this checkout
       --combined all-MiniLM-L6-v2+all-mpnet-base-v2 all-mpnet-base-v2+tfidf
 
 usage: python bench/ellipse.py [--data ../shared/datasets/ellipse/data.jsonl] [--limit N] [--profile none]
-                               [--models M ...] [--combined A+B ...] [--truncation head|head+tail|chunks]
+                               [--models M ...] [--combined A+B ...] [--set KEY=VALUE ...]
 """
 import argparse
 import json
@@ -41,7 +41,8 @@ def main():
     parser.add_argument("--profile", default="none", help="finetune.profile (none: no baseline)")
     parser.add_argument("--models", nargs="+", help="replace params' models")
     parser.add_argument("--combined", nargs="*", help="replace params' combined: names first+second")
-    parser.add_argument("--truncation", help="set every transformer embedder's truncation")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="set one params entry, e.g. embedders.all-mpnet-base-v2.truncation=head")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"skipped: {args.data} not found (the benchmark needs the ELLIPSE JSONL)")
@@ -65,10 +66,13 @@ def main():
         params["models"] = args.models
     if args.combined is not None:
         params["combined"] = {name: name.split("+", 1) for name in args.combined}
-    if args.truncation:
-        for entry in params["embedders"].values():
-            if entry.get("kind") != "tfidf":
-                entry["truncation"] = args.truncation
+    for assignment in args.set:
+        key, value = assignment.split("=", 1)
+        *parents, last = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[last] = yaml.safe_load(value)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("dvc repro", work, env)
 

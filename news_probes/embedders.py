@@ -224,6 +224,14 @@ class TfidfEmbedder:
         return self
 
 
+def concatenate(parts):
+    """Embedding matrices side by side, as float32: sparse CSR when any part is sparse, dense otherwise."""
+    import scipy.sparse
+    if any(scipy.sparse.issparse(p) for p in parts):
+        return scipy.sparse.hstack(parts, format="csr", dtype=np.float32)
+    return np.hstack(parts).astype(np.float32)
+
+
 class ConcatEmbedder:
     """Several embedders side by side: their vectors concatenated (sparse when any member is sparse)."""
 
@@ -237,11 +245,7 @@ class ConcatEmbedder:
         return sum(m.dimension for m in self.members)
 
     def encode(self, texts, show_progress=False):
-        import scipy.sparse
-        parts = [m.encode(texts, show_progress=show_progress) for m in self.members]
-        if any(scipy.sparse.issparse(p) for p in parts):
-            return scipy.sparse.hstack(parts, format="csr", dtype=np.float32)
-        return np.hstack(parts)
+        return concatenate([m.encode(texts, show_progress=show_progress) for m in self.members])
 
 
 def load_embedder(config, fitted_dir=None, model=None, dtype=None):

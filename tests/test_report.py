@@ -139,7 +139,7 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
     assert f"tiny (32-d, {meta['dtype']} on {meta['device']}, 32-token window" in text
     weights = json.loads((tiny_inputs / "stack.json").read_text())["weights"]
     shown = {r["candidate"]: float(r["weight"]) for r in markdown_table(text, "## Stacked candidate")}
-    assert shown == pytest.approx({c: w for c, w in weights.items() if w > 0}, abs=5e-4)
+    assert shown == pytest.approx({c: w for c, w in weights.items() if w > 0}, abs=6e-4)   # shown to 3 decimals
 
 
 def test_report_writes_every_plot(small_run):

@@ -6,16 +6,9 @@ import time
 
 from news_probes.artifacts import copy_fitted, load_embeddings, save_embeddings
 from news_probes.data import SPLITS, load_split
+from news_probes.embedders import concatenate
 from news_probes.io import InputError, read_json, run_main, staged_directory, write_json
 from news_probes.params import combined, load_params
-
-
-def concatenate(parts):
-    import numpy as np
-    import scipy.sparse
-    if any(scipy.sparse.issparse(p) for p in parts):
-        return scipy.sparse.hstack(parts, format="csr", dtype=np.float32)
-    return np.hstack(parts).astype(np.float32)
 
 
 def combine(name, prepared_dir, member_dirs, member_metas, out_dir, meta_path, params, params_path="params.yaml"):
