@@ -6,14 +6,17 @@ scorer) read: defined here once.
   <probes>/<model>/<probe>/                   the probe's own files (news_probes.probes: one folder per seed),
                                               scoring.json, {val,test}_predictions.npz, history.json (the
                                               first seed's epoch curves, when the probe has them)
+  <stacked>/                                  the stacked candidate: scoring.json (members, weights),
+                                              {val,test}_predictions.npz (val: cross-fitted)
   <adapters>/<profile>/                       the adapter and score head (news_probes.lora), scoring.json,
                                               {val,test}_predictions.npz
   <adapters>/none/                            no baseline (`finetune.profile: none`): the NO_BASELINE marker
   <meta>/<model>.json                         per-model metrics of a stage (embed: speed, fit: fit and latency)
   <metrics>/<model>/<probe>.json              evaluate's metrics of one candidate
 
-scoring.json is all the scorer needs besides the folder itself: `kind` (probe or adapter), the dimension names
-and score range, and for a probe its embedder's registry entry, for an adapter its profile and base model.
+scoring.json is all the scorer needs besides the folder itself: `kind` (probe, adapter or stack), the dimension
+names and score range, and for a probe its embedder's registry entry, for an adapter its profile and base model,
+for the stack its members' probe folders (relative to it) and weights.
 """
 from pathlib import Path
 
@@ -26,7 +29,7 @@ HISTORY = "history.json"
 NO_PROFILE = "none"         # `finetune.profile: none`: no adapter is trained, the comparison has no baseline
 NO_BASELINE = "NO_BASELINE"
 PREDICTED_SPLITS = ("val", "test")      # validation chooses the best candidate, test measures it once
-SCORER_KINDS = ("probe", "adapter")
+SCORER_KINDS = ("probe", "adapter", "stack")
 FITTED = "fitted"           # a fitted embedder's state (tfidf): in its embeddings folder and every probe folder
 
 

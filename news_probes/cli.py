@@ -34,8 +34,8 @@ def parser():
     scoring = commands.add_parser("score", help="score articles (JSONL in, JSONL out)",
                                   description=textwrap.dedent(__doc__.split("\n\n", 1)[1]),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    scoring.add_argument("folder", help="a probe folder (models/probes/<model>/<probe>) or an adapter folder "
-                                        "(models/adapters/<profile>)")
+    scoring.add_argument("folder", help="a probe folder (models/probes/<model>/<probe>), an adapter folder "
+                                        "(models/adapters/<profile>) or the stacked candidate (models/stacked)")
     scoring.add_argument("-i", "--input", default="-", help="JSONL of articles (id, title, content or text); "
                                                              "- for stdin (default)")
     scoring.add_argument("-o", "--output", default="-", help="JSONL of {id, scores}; - for stdout (default)")

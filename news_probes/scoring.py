@@ -1,5 +1,6 @@
-"""Scoring new articles with what the pipeline trained: a probe folder (its embedder + the probe head) or an
-adapter folder (the base model + the LoRA adapter and score head). Either folder carries a scoring.json
+"""Scoring new articles with what the pipeline trained: a probe folder (its embedder + the probe head), an
+adapter folder (the base model + the LoRA adapter and score head), or the stacked candidate's folder (its
+members' probe folders, weighted). Either folder carries a scoring.json
 (news_probes.artifacts) that says which it is, so `load_scorer(folder)` needs no params.yaml and no prepared
 data: `dvc pull` of the folder is enough. Output lines are {"id", "scores": {dimension: score}}, scores clipped
 to the score range."""
@@ -52,10 +53,33 @@ class AdapterScorer:
         return self.regressor.predict(texts)
 
 
+class StackScorer:
+    """The stacked candidate: its members' probe scorers (those with a non-zero weight), their predictions
+    weighted as the stack stage fitted them. The member folders must be present beside it (`dvc pull
+    models/probes models/stacked`)."""
+
+    def __init__(self, stack_dir, dtype="auto"):
+        from pathlib import Path
+        import numpy as np
+        info = read_scoring(stack_dir)
+        self.dimensions, self.score_range = info["dimensions"], info["score_range"]
+        self.names = [m["candidate"] for m in info["members"]]
+        self.members = [Scorer(Path(stack_dir) / m["folder"], dtype=dtype) for m in info["members"]]
+        self.weights = np.array([m["weights"] for m in info["members"]])      # members x (1 or dimensions)
+
+    def describe(self):
+        return f"stack of {len(self.members)} candidates ({', '.join(self.names)})"
+
+    def predict(self, texts):
+        import numpy as np
+        blended = sum(w * member.predict(texts) for w, member in zip(self.weights, self.members))
+        return np.clip(blended, *self.score_range)
+
+
 def load_scorer(folder, dtype="auto"):
-    """The scorer of a probe or adapter folder, by the `kind` its scoring.json names."""
+    """The scorer of a probe, adapter or stack folder, by the `kind` its scoring.json names."""
     kind = read_scoring(folder)["kind"]
-    return Scorer(folder, dtype=dtype) if kind == "probe" else AdapterScorer(folder, dtype=dtype)
+    return {"probe": Scorer, "adapter": AdapterScorer, "stack": StackScorer}[kind](folder, dtype=dtype)
 
 
 def score_file(scorer, input_path, output_path, batch_size=256, show_progress=True):

@@ -46,7 +46,7 @@ def test_one_loader_serves_probe_and_adapter_folders(trained, tmp_path):
     assert isinstance(load_scorer(trained / "probes" / "tiny" / "mlp"), Scorer)
     assert isinstance(load_scorer(trained / "adapters" / "tiny"), AdapterScorer)
     (tmp_path / "scoring.json").write_text(json.dumps({"kind": "svm"}))
-    with pytest.raises(Exception, match=r"scoring.json: kind: must be one of \('probe', 'adapter'\)"):
+    with pytest.raises(Exception, match=r"scoring.json: kind: must be one of \('probe', 'adapter', 'stack'\)"):
         load_scorer(tmp_path)
 
 
@@ -126,3 +126,15 @@ def test_a_probe_on_tfidf_concatenated_with_an_encoder_scores_alone_as_the_stage
         scorer = load_scorer(folder)            # the precision the stage chose on this machine
         expected = load_predictions(folder, "test", [r["id"] for r in test])["scores"]
         np.testing.assert_allclose(scorer.predict([model_input(r) for r in test]), expected, atol=1e-4)
+
+
+def test_the_stacked_candidate_scores_as_the_stack_stage_predicted(trained):
+    from news_probes.artifacts import load_predictions
+    from news_probes.scoring import StackScorer
+    scorer = load_scorer(trained / "stacked")
+    assert isinstance(scorer, StackScorer)
+    weights = json.loads((trained / "stack.json").read_text())["weights"]
+    assert scorer.names == [c for c, w in weights.items() if w > 0]       # only members with a weight load
+    test = load_split(trained / "prepared", "test")
+    expected = load_predictions(trained / "stacked", "test", [r["id"] for r in test])["scores"]
+    np.testing.assert_allclose(scorer.predict([model_input(r) for r in test]), expected, atol=1e-4)

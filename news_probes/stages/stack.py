@@ -1,12 +1,14 @@
 """stack: the stacked candidate. Fits non-negative weights summing to 1 over the grid candidates' validation
-predictions (news_probes.stacking), writes its test predictions (weights from the whole validation split) and
-cross-fitted validation predictions (so its validation MAE is honest for selection), and the weights as metrics.
-Never reads the test labels."""
+predictions (news_probes.stacking), writes its test predictions (weights from the whole validation split),
+cross-fitted validation predictions (so its validation MAE is honest for selection), scoring.json (its members'
+probe folders and weights, for `news-probes score`) and the weights as metrics. Never reads the test labels."""
 import argparse
 
 import numpy as np
 
-from news_probes.artifacts import PREDICTED_SPLITS, load_predictions, probe_dir, save_predictions
+import os
+
+from news_probes.artifacts import PREDICTED_SPLITS, load_predictions, probe_dir, save_predictions, write_scoring
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
 from news_probes.params import STACKED, candidates, load_params, scored_candidates
@@ -35,10 +37,17 @@ def stack(prepared_dir, probes_dir, out_dir, weights_path, params, params_path="
         raise InputError(params_path, str(err), field="stack.weights") from None
     model.fit(P["val"], truth_val)
     val_scores = cross_fitted(model, P["val"], truth_val, folds, int(params["seed"]))
+    names = [f"{m}/{p}" for m, p in cands]
+    weight_rows = model.weights_ if model.weights_.ndim == 2 else model.weights_[None, :]
+    # what `news-probes score` needs: the members with a non-zero weight, as paths relative to this folder
+    members = [{"folder": os.path.relpath(probe_dir(probes_dir, *c), out_dir), "candidate": name,
+                "weights": weight_rows[:, k].round(6).tolist()}
+               for k, (c, name) in enumerate(zip(cands, names)) if weight_rows[:, k].max() > 0]
     with staged_directory(out_dir) as staging:
         save_predictions(staging, "val", ids["val"], val_scores)
         save_predictions(staging, "test", ids["test"], model.predict(P["test"]))
-    names = [f"{m}/{p}" for m, p in cands]
+        write_scoring(staging, "stack", schema["dimensions"], schema["score_range"], weighting=model.weighting,
+                      members=members)
     if model.weights_.ndim == 1:
         weights = dict(zip(names, np.round(model.weights_, 4).tolist()))
     else:
