@@ -4,6 +4,7 @@ combine, probe and finetune stages' measurements. Nothing here loads a model or 
 import numpy as np
 
 from news_probes.metrics import TIERS as TIER_NAMES, seed_sd
+from news_probes.params import STACKED
 from news_probes.plots import name
 
 # The reference study's reading of the gap between the best probe and the fine-tuned model (its thresholds are
@@ -32,17 +33,15 @@ def verdict(gap):
     return next(text for limit, text in GAP_VERDICTS if gap < limit)
 
 
-def recommendations(results, order, best, dimensions, truth, preds, params, schema, embed_meta):
+def recommendations(results, order, best, dimensions, params, embed_meta):
     """Advice that follows from this run's numbers, not fixed text."""
     per_dim = results[best]["per_dimension"]
     hardest = max(dimensions, key=lambda d: per_dim[d]["mae"])
     easiest = min(dimensions, key=lambda d: per_dim[d]["mae"])
     lines = [f"- Hardest dimension for the best candidate: **{hardest}** (MAE {per_dim[hardest]['mae']:.3f}, "
              f"Spearman {rho(per_dim[hardest]['spearman'])}); easiest: {easiest} (MAE {per_dim[easiest]['mae']:.3f})."]
-    stacked = next((c for c in order if c[0] == "stacked"), None)
-    singles = [c for c in order if c != stacked]
-    if stacked:
-        top = singles[0]
+    if STACKED in order:
+        stacked, top = STACKED, next(c for c in order if c != STACKED)
         lines.append(f"- The stacked candidate (weights fitted on validation, its validation MAE cross-fitted) has "
                      f"test MAE {results[stacked]['mae']:.3f} against {results[top]['mae']:.3f} for the best single "
                      f"candidate on validation ({name(top)}): " + (
@@ -285,8 +284,8 @@ def stack_section(run):
 def markdown(run):
     """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run); its
     `tuned` key is the baseline's row key, None when no baseline was measured."""
-    recommendation = recommendations(run["results"], run["order"], run["best"], run["dimensions"], run["truth"],
-                                     run["preds"], run["params"], run["schema"], run["embed_meta"])
+    recommendation = recommendations(run["results"], run["order"], run["best"], run["dimensions"], run["params"],
+                                     run["embed_meta"])
     lines = [*header(run), *summary_section(run), *baseline_section(run), *stack_section(run), *best_section(run),
              "## Recommendations", "", *recommendation, "", *filter_section(run), *per_dimension_section(run),
              *efficiency_section(run)]
