@@ -61,19 +61,22 @@ class StackScorer:
     def __init__(self, stack_dir, dtype="auto"):
         from pathlib import Path
         import numpy as np
+        from news_probes.stacking import Stack
         info = read_scoring(stack_dir)
-        self.dimensions, self.score_range = info["dimensions"], info["score_range"]
+        self.dimensions = info["dimensions"]
         self.names = [m["candidate"] for m in info["members"]]
         self.members = [Scorer(Path(stack_dir) / m["folder"], dtype=dtype) for m in info["members"]]
-        self.weights = np.array([m["weights"] for m in info["members"]])      # members x (1 or dimensions)
+        # the stage's fitted Stack, restricted to the members with a weight: (members,) shared, (dims, members)
+        self.stack = Stack(info["weighting"], info["score_range"])
+        weights = np.array([m["weights"] for m in info["members"]]).T
+        self.stack.weights_ = weights[0] if info["weighting"] == "shared" else weights
 
     def describe(self):
         return f"stack of {len(self.members)} candidates ({', '.join(self.names)})"
 
     def predict(self, texts):
         import numpy as np
-        blended = sum(w * member.predict(texts) for w, member in zip(self.weights, self.members))
-        return np.clip(blended, *self.score_range)
+        return self.stack.predict(np.stack([member.predict(texts) for member in self.members]))
 
 
 def load_scorer(folder, dtype="auto"):

@@ -3,10 +3,9 @@ predictions (news_probes.stacking), writes its test predictions (weights from th
 cross-fitted validation predictions (so its validation MAE is honest for selection), scoring.json (its members'
 probe folders and weights, for `news-probes score`) and the weights as metrics. Never reads the test labels."""
 import argparse
+import os
 
 import numpy as np
-
-import os
 
 from news_probes.artifacts import PREDICTED_SPLITS, load_predictions, probe_dir, save_predictions, write_scoring
 from news_probes.data import load_schema, load_split
