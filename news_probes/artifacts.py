@@ -11,25 +11,32 @@ scorer) read: defined here once.
   <adapters>/<profile>/                       the adapter and score head (news_probes.lora), scoring.json,
                                               {val,test}_predictions.npz
   <adapters>/none/                            no baseline (`finetune.profile: none`): the NO_BASELINE marker
+  <curve>/{val,test}.csv                      the route stage's routing curve (CURVE_COLUMNS)
+  <routed>/                                   the route stage's hybrid: scoring.json (screen and adapter folders
+                                              relative to it, rule, threshold), {val,test}_predictions.npz at the
+                                              chosen threshold; without a baseline, the NOT_ROUTED marker
   <meta>/<model>.json                         per-model metrics of a stage (embed: speed, fit: fit and latency)
   <metrics>/<model>/<probe>.json              evaluate's metrics of one candidate
 
 scoring.json is all the scorer needs besides the folder itself: `kind` (probe, adapter or stack), the dimension
 names and score range, and for a probe its embedder's registry entry, for an adapter its profile and base model,
-for the stack its members' probe folders (relative to it) and weights.
+for the stack its members' probe folders (relative to it) and weights, for the hybrid (route) its screen's and
+adapter's folders (relative to it), rule, threshold and filter weights.
 """
 from pathlib import Path
 
 import numpy as np
 
 from news_probes.io import InputError, read_json, write_bytes, write_json
+from news_probes.params import STACKED
 
 SCORING = "scoring.json"
 HISTORY = "history.json"
 NO_PROFILE = "none"         # `finetune.profile: none`: no adapter is trained, the comparison has no baseline
 NO_BASELINE = "NO_BASELINE"
+NOT_ROUTED = "NOT_ROUTED"   # the route stage's output without a baseline to route to
 PREDICTED_SPLITS = ("val", "test")      # validation chooses the best candidate, test measures it once
-SCORER_KINDS = ("probe", "adapter", "stack")
+SCORER_KINDS = ("probe", "adapter", "stack", "route")
 FITTED = "fitted"           # a fitted embedder's state (tfidf): in its embeddings folder and every probe folder
 
 
@@ -79,7 +86,7 @@ def probe_dir(probes_root, model, probe):
 
 def candidate_dir(probes_root, stacked_root, candidate):
     """Where a candidate's predictions lie: its probe folder, or the stack stage's folder for the stacked one."""
-    return Path(stacked_root) if candidate[0] == "stacked" else probe_dir(probes_root, *candidate)
+    return Path(stacked_root) if candidate == STACKED else probe_dir(probes_root, *candidate)
 
 
 def adapter_dir(adapters_root, profile):
@@ -140,6 +147,30 @@ def load_predictions(directory, split, ids):
     if saved_ids != list(ids):
         raise InputError(path, f"ids do not match the prepared {split} split: re-run its stage", field="ids")
     return {"scores": scores, "seed_scores": seed_scores}
+
+
+# The route stage's curve, one row per routing point (news_probes.routing.curve, with costs): <curve>/{val,test}.csv
+CURVE_COLUMNS = ["point", "threshold", "share_routed", "mae", "rmse", "recall_high", "false_negative_rate",
+                 "cost_ms", "speedup", "cost_single_ms", "speedup_single"]
+
+
+def save_curve(directory, split, rows):
+    """One split's routing curve as CSV (numbers to 4 decimals; an empty threshold at the two ends)."""
+    import csv
+    import io
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, CURVE_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    write_bytes(Path(directory) / f"{split}.csv", lambda f: f.write(text.getvalue().encode("utf-8")))
+
+
+def load_curve(directory, split):
+    """The rows save_curve wrote, numbers as floats (None where empty)."""
+    import csv
+    with open(Path(directory) / f"{split}.csv", encoding="utf-8", newline="") as f:
+        return [{k: (v if k == "point" else float(v) if v != "" else None) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def write_no_baseline(directory, reason):

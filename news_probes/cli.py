@@ -2,9 +2,11 @@
 
     news-probes score models/probes/all-MiniLM-L6-v2/ridge --input new.jsonl --output scored.jsonl
     news-probes score models/adapters/smollm2-cpu < new.jsonl > scored.jsonl
+    news-probes score models/routed -i new.jsonl -o scored.jsonl     # the hybrid: probe, then adapter if routed
 
 `score` reads articles in either shape prepare accepts (labels are not needed) and writes one line per article,
-{"id", "scores": {dimension: score}}; `-` (the default) is stdin / stdout. Messages go to stderr.
+{"id", "scores": {dimension: score}} (the hybrid adds "scored_by": probe or adapter); `-` (the default) is stdin /
+stdout. Messages go to stderr.
 """
 import argparse
 import sys
@@ -35,7 +37,8 @@ def parser():
                                   description=textwrap.dedent(__doc__.split("\n\n", 1)[1]),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     scoring.add_argument("folder", help="a probe folder (models/probes/<model>/<probe>), an adapter folder "
-                                        "(models/adapters/<profile>) or the stacked candidate (models/stacked)")
+                                        "(models/adapters/<profile>), the stacked candidate (models/stacked) or "
+                                        "the hybrid of the route stage (models/routed)")
     scoring.add_argument("-i", "--input", default="-", help="JSONL of articles (id, title, content or text); "
                                                              "- for stdin (default)")
     scoring.add_argument("-o", "--output", default="-", help="JSONL of {id, scores}; - for stdout (default)")

@@ -281,6 +281,56 @@ def stack_section(run):
     return lines + [table(["candidate", *dims], rows), ""]
 
 
+def routing_section(run):
+    """The route stage's hybrid: the curve on test (thresholds chosen among on validation), the chosen point, and
+    the hybrid scorer's measured wall time beside the adapter's."""
+    routing, curves = run["routing"], run["routing_curve"]
+    lines = ["## Hybrid scoring: the probe first, the adapter where it matters", ""]
+    r = routing.get("routing")
+    if r is None:
+        return lines + [f"Skipped: {routing['skipped']}.", ""]
+    lat, scorer = routing["latency_ms"], routing["scorer"]
+    rule = ("its weighted score (the filter's weights)" if r["by"] == "weighted_score"
+            else "the disagreement of its members (the sd of their predictions, averaged over dimensions)")
+    targets = ", ".join(f"{k} {v:g}" for k, v in r["target"].items()) or "none"
+    chosen = (f"**{r['by']} >= {r['threshold']:g}**" if r["threshold"] is not None else
+              "**every article routed** (no threshold met the targets on validation)")
+    lines += [f"The screen **{r['screen']}** scores every article; an article goes on to the adapter when {rule} "
+              f"reaches the threshold, and then takes the adapter's scores. Recall (high tier) is the share of truly "
+              f"high-tier articles sent to the adapter; the false-negative rate the share of articles truly above the "
+              f"filter threshold that stop at the screen. The threshold is chosen on the validation split (targets: "
+              f"{targets}; the fewest articles routed among those meeting them): {chosen}. Costs per article are "
+              f"the screen's path (embedding included: {lat['probe_path']['batched']:.1f} ms batched, "
+              f"{lat['probe_path']['single']:.1f} ms one article at a time) for every article plus the adapter's "
+              f"({lat['adapter']['batched']:.1f} ms batched, {lat['adapter']['single']:.1f} ms single) for the routed "
+              f"share, measured in the route stage's run.", ""]
+    rows = []
+    for row in curves["test"]:
+        label = f"{row['threshold']:.3f}" if row["point"] == "threshold" else f"({row['point']})"
+        is_chosen = row["point"] == "threshold" and row["threshold"] == r["threshold"]
+        mark = (lambda x: f"**{x}**") if is_chosen else (lambda x: x)
+        rows.append([mark(label), f"{row['share_routed']:.1%}", mark(f"{row['mae']:.3f}"), f"{row['rmse']:.3f}",
+                     fmt(row["recall_high"], ".3f"), fmt(row["false_negative_rate"], ".3f"),
+                     f"{row['cost_ms']:.1f} ms", f"{row['speedup']:.2f}x", f"{row['cost_single_ms']:.1f} ms",
+                     f"{row['speedup_single']:.2f}x"])
+    lines += ["Test split, one row per threshold (the ends: the probe alone and the adapter alone):", "",
+              table(["threshold", "routed", "MAE", "RMSE", "recall (high tier)", "false-negative rate",
+                     "cost, batched", "speedup", "cost, single", "speedup, single"], rows), "",
+              f"At the chosen threshold on test: {r['share_routed']:.1%} of articles routed (validation "
+              f"{r['val']['share_routed']:.1%}), MAE {r['mae']:.3f} against {r['probe_mae']:.3f} for the probe alone "
+              f"and {r['adapter_mae']:.3f} for the adapter alone, high-tier recall {fmt(r['recall_high'], '.3f')}, "
+              f"{r['cost_per_article_ms']:.1f} ms per article ({r['speedup_vs_adapter']:.2f}x the adapter alone).",
+              "",
+              f"Measured: `news-probes score` with the hybrid scored the {scorer['articles']} test articles in "
+              f"{scorer['hybrid_ms_per_article']:.1f} ms per article ({scorer['routed']} routed), the adapter alone "
+              f"in {scorer['adapter_ms_per_article']:.1f} ms: **{scorer['speedup']:.2f}x**. Its scores differ from "
+              f"the hybrid assembled from the stages' saved predictions by at most "
+              f"{routing['agreement']['max_abs_diff']:.4f} (batch composition), routing the same articles for "
+              f"{routing['agreement']['routed_same']:.1%} of them.", "",
+              "![Routing trade-off](../plots/png/routing.png)", ""]
+    return lines
+
+
 def markdown(run):
     """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run); its
     `tuned` key is the baseline's row key, None when no baseline was measured."""
@@ -288,5 +338,5 @@ def markdown(run):
                                      run["embed_meta"])
     lines = [*header(run), *summary_section(run), *baseline_section(run), *stack_section(run), *best_section(run),
              "## Recommendations", "", *recommendation, "", *filter_section(run), *per_dimension_section(run),
-             *efficiency_section(run)]
+             *routing_section(run), *efficiency_section(run)]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ An embedder that is fitted (tfidf) saves its state as fitted/<model>.json beside
 copies it into each probe folder, so that the scorer needs nothing else. `encode` leaves its token statistics
 in `stats_` (share of texts cut, tokens seen, windows per text).
 """
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -248,14 +249,37 @@ class ConcatEmbedder:
         return concatenate([m.encode(texts, show_progress=show_progress) for m in self.members])
 
 
-def load_embedder(config, fitted_dir=None, model=None, dtype=None):
+class LastEncoding:
+    """An embedder shared by several probes of one scorer (the members of a stack): it keeps the embeddings of
+    the last texts it encoded, so that texts passed to every member are encoded once."""
+
+    def __init__(self, embedder):
+        self.embedder, self.texts_, self.matrix_ = embedder, None, None
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def encode(self, texts, show_progress=False):
+        texts = list(texts)
+        if texts != self.texts_:          # equal lists of the same strings compare by identity: cheap
+            self.matrix_, self.texts_ = self.embedder.encode(texts, show_progress=show_progress), texts
+        return self.matrix_
+
+
+def load_embedder(config, fitted_dir=None, model=None, dtype=None, shared=None):
     """Build an embedder from one registry entry of params.yaml (as scoring.json records it). A fitted kind
     (tfidf) reads its state from fitted_dir; a concatenation ({"kind": "concat", "members": {model: entry}})
-    builds each member. `dtype`, when given, replaces the entries' own (the scorer's choice for its machine)."""
+    builds each member. `dtype`, when given, replaces the entries' own (the scorer's choice for its machine).
+    `shared`, a dict kept by the caller, makes equal entries of the same model one LastEncoding embedder."""
+    if shared is not None and config.get("kind") != "concat":
+        key = (model, json.dumps(config, sort_keys=True))
+        if key not in shared:
+            shared[key] = LastEncoding(load_embedder(config, fitted_dir, model, dtype))
+        return shared[key]
     config = dict(config)
     kind = config.pop("kind", "sentence-transformers")
     if kind == "concat":
-        return ConcatEmbedder([load_embedder(entry, fitted_dir, name, dtype)
+        return ConcatEmbedder([load_embedder(entry, fitted_dir, name, dtype, shared)
                                for name, entry in config["members"].items()])
     if kind == "tfidf":
         embedder = TfidfEmbedder(**config)

@@ -88,6 +88,12 @@ def filter_config(params, dimensions, params_path="params.yaml"):
             "tiers": {"high": float(tiers["high"]), "medium": float(tiers["medium"])}}
 
 
+def weighted_score(scores, config):
+    """Each article's weighted score: its scores averaged with the filter's dimension weights."""
+    weights = np.array(list(config["weights"].values()), dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64) @ weights / weights.sum()
+
+
 def tier_of(values, tiers):
     return np.where(values >= tiers["high"], "high", np.where(values >= tiers["medium"], "medium", "low"))
 
@@ -113,8 +119,7 @@ def filter_metrics(truth, pred, dimensions, config, score_range):
     tier's recall; NDCG over the top 10% ranked by predicted weighted score; each dimension's bias (mean signed
     error: negative means predicted too low)."""
     truth, pred = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    weights = np.array([config["weights"][d] for d in dimensions])
-    true_score, predicted_score = truth @ weights / weights.sum(), pred @ weights / weights.sum()
+    true_score, predicted_score = weighted_score(truth, config), weighted_score(pred, config)
     actual, kept = true_score >= config["threshold"], predicted_score >= config["threshold"]
     hits = int((actual & kept).sum())
     precision, recall = ratio(hits, kept.sum()), ratio(hits, actual.sum())

@@ -116,6 +116,10 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         fig.tight_layout()
         fig.savefig(png_dir / "mlp_training.png", dpi=90)
 
+    routing = (run.get("routing") or {}).get("routing")
+    if routing:
+        write_routing_png(png_dir / "routing.png", run["routing_curve"], routing, plt)
+
     if run["tuned"]:
         # Two panels: the loss is in standardised units, the validation MAE in score points.
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -131,3 +135,30 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         fig.tight_layout()
         fig.savefig(png_dir / "finetune_training.png", dpi=90)
     plt.close("all")
+
+
+def write_routing_png(path, curves, chosen, plt):
+    """The route stage's trade-off: hybrid MAE, high-tier recall and cost per article against the share of
+    articles routed to the adapter, validation and test; the two ends (probe alone, adapter alone) and the chosen
+    threshold marked."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    panels = (("mae", "hybrid MAE"), ("recall_high", "high-tier recall (routed)"), ("cost_ms", "ms per article"))
+    for ax, (key, label) in zip(axes, panels):
+        for split, style in (("val", "--"), ("test", "-")):
+            rows = [r for r in curves[split] if r["point"] == "threshold"]
+            ax.plot([r["share_routed"] for r in rows], [r[key] for r in rows], style, label=split)
+        for r in curves["test"]:
+            if r["point"] != "threshold":
+                ax.scatter([r["share_routed"]], [r[key]], marker="s", color="grey", zorder=3)
+                ax.annotate(r["point"], (r["share_routed"], r[key]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        picked = [r for r in curves["test"] if r["point"] == "threshold" and r["threshold"] == chosen["threshold"]]
+        if picked:
+            ax.scatter([picked[0]["share_routed"]], [picked[0][key]], marker="*", s=120, color="black", zorder=4,
+                       label="chosen (on validation)")
+        ax.set_xlabel("share routed to the adapter")
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Hybrid routing: {chosen['screen']} then the adapter, by {chosen['by']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)

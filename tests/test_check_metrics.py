@@ -81,3 +81,21 @@ def test_every_metric_of_the_metrics_files_falls_in_a_named_group():
         ("filter", "tier_recall")
     assert metric_group("filter.confusion.high.low") == ("filter", "confusion")
     assert metric_group("filter.bias.a") == ("filter", "bias")
+
+
+def test_times_beside_quality_figures_are_not_compared_but_the_figures_are(tmp_path):
+    root, env = committed_repo(tmp_path)
+    routing = {"routing": {"mae": 1.0, "share_routed": 0.5, "cost_per_article_ms": 120.0},
+               "latency_ms": {"adapter": {"batched": 170.0}}, "scorer": {"speedup": 1.4}}
+    (root / "metrics" / "routing.json").write_text(json.dumps(routing))
+    sh("git add metrics && git commit -qm routing", root, env)
+    (root / "tolerances.yaml").write_text("tolerances: {}\nnot_compared: [latency_ms, cost_per_article_ms, scorer]\n")
+    command = f"{CHECK} --tolerances tolerances.yaml metrics/summary.json metrics/routing.json"
+    slower = {**routing, "routing": {**routing["routing"], "cost_per_article_ms": 150.0},
+              "latency_ms": {"adapter": {"batched": 210.0}}, "scorer": {"speedup": 1.2}}
+    (root / "metrics" / "routing.json").write_text(json.dumps(slower))
+    assert sh(command, root, env, check=False).returncode == 0
+    (root / "metrics" / "routing.json").write_text(json.dumps({**slower, "routing": {**slower["routing"],
+                                                                                   "share_routed": 0.6}}))
+    failed = sh(command, root, env, check=False)
+    assert failed.returncode == 1 and "routing.share_routed committed 0.500000, produced 0.600000" in failed.stdout

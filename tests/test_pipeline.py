@@ -36,7 +36,8 @@ def read(work, path):
 def test_repro_fits_the_whole_grid_and_is_deterministic(reproduced, repo):
     work, env = repo
     out = reproduced[2]
-    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "finetune", "evaluate", "report"):
+    for stage in ("prepare", "embed@all-MiniLM-L6-v2", "probe@all-MiniLM-L6-v2", "finetune", "evaluate", "route",
+                  "report"):
         assert f"Running stage '{stage}'" in out
     summary = read(work, "metrics/summary.json")
     assert set(summary["candidates"]["all-MiniLM-L6-v2"]) == {"ridge", "mlp", "lightgbm"}
@@ -59,9 +60,17 @@ def test_repro_fits_the_whole_grid_and_is_deterministic(reproduced, repo):
     assert "adapter_model.safetensors" in adapter and "model.safetensors" not in adapter
     assert read(work, "metrics/finetune/metrics.json")["steps"] > 0
     shown = sh("dvc plots show -o plots_html", work, env)
-    assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 6
+    assert "index.html" in shown and len(list((work / "plots_html" / "static").glob("*.png"))) == 7
     page = (work / "plots_html" / "index.html").read_text()
-    assert "finetune_loss" in page and "finetune_val_mae" in page
+    assert "finetune_loss" in page and "finetune_val_mae" in page and "routing_mae" in page
+    # The hybrid: chosen on validation, its curve, and the scorer that runs it on new articles.
+    routing = read(work, "metrics/routing.json")["routing"]
+    assert routing["screen"] == f"{best['model']}/{best['probe']}" and routing["adapter_mae"] == baseline["mae"]
+    assert 0 <= routing["share_routed"] <= 1 and routing["cost_per_article_ms"] > 0
+    assert len((work / "metrics/routing_curve/test.csv").read_text().splitlines()) > 3
+    scored = sh("news-probes score models/routed --input data/prepared/test.jsonl", work, env)
+    paths = [json.loads(line)["scored_by"] for line in scored.splitlines() if line.startswith("{")]
+    assert len(paths) == 16 and paths.count("adapter") == round(16 * routing["share_routed"])
 
     assert "didn't change" in sh("dvc repro", work, env)   # nothing left to run
     sh("dvc repro -f", work, env)
@@ -154,12 +163,12 @@ def test_review_and_plots_diff_show_a_committed_params_change(repo):
     sh("dvc plots diff main -o diff_html", work, env)
     page = (work / "diff_html" / "index.html").read_text()
     for plot in ("per_dimension_mae", "gap_vs_baseline", "predicted_vs_actual", "abs_error", "mlp_training",
-                 "finetune_loss", "finetune_val_mae"):
+                 "finetune_loss", "finetune_val_mae", "routing_mae", "routing_recall", "routing_cost"):
         assert plot in page, plot
     static = {p.name for p in (work / "diff_html" / "static").glob("*.png")}
     assert static == {f"{rev}_plots_png_{chart}.png" for rev in ("main", "workspace")
                       for chart in ("per_dimension_mae", "gap", "predicted_vs_actual", "abs_error", "mlp_training",
-                                    "finetune_training")}
+                                    "finetune_training", "routing")}
 
 
 def test_no_baseline_runs_end_to_end_and_says_so(repo):
@@ -175,6 +184,8 @@ def test_no_baseline_runs_end_to_end_and_says_so(repo):
     report = (work / "reports/comparison.md").read_text()
     assert "Baseline: **none measured**" in report and "no baseline was measured" in report
     assert not (work / "plots/png/gap.png").exists() and not (work / "plots/png/finetune_training.png").exists()
+    assert "Skipped: finetune.profile is none: no adapter to route to." in report
+    assert read(work, "metrics/routing.json")["routing"] is None and not (work / "plots/png/routing.png").exists()
     diff = sh("dvc metrics diff main --targets metrics/summary.json", work, env)
     assert "baseline.measured" in diff and "candidates.all-MiniLM-L6-v2.mlp.gap" in diff
 

@@ -6,6 +6,7 @@ import pytest
 from news_probes.comparison import GAP_VERDICTS, verdict
 from news_probes.metrics import bootstrap
 from news_probes.stages.report import report
+from news_probes.stages.route import route
 
 
 def test_bootstrap_intervals_are_seeded_and_paired():
@@ -57,6 +58,8 @@ def small_run(tmp_path_factory, tiny_pipeline):
     evaluate(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "adapters", root / "metrics",
              root / "baseline.json",
              root / "summary.json", params, inputs / "meta", inputs / "live" / "metrics.json")
+    route(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "adapters", root / "summary.json",
+          root / "routed", root / "routing.json", root / "routing_curve", params)
     run_report(inputs, root, params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 
@@ -65,7 +68,8 @@ def run_report(inputs, root, params, out="comparison.md", plots="plots"):
     return report(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "stack.json",
                   inputs / "adapters", root / "metrics",
                   root / "baseline.json", root / "summary.json", inputs / "live" / "metrics.json", inputs / "meta",
-                  inputs / "fit", inputs / "data.json", root / out, root / plots, params)
+                  inputs / "fit", inputs / "data.json", root / "routing.json", root / "routing_curve", root / out,
+                  root / plots, params)
 
 
 def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
@@ -146,7 +150,7 @@ def test_report_writes_every_plot(small_run):
     root, n_test = small_run
     for name in ("per_dimension_mae.csv", "gap.csv", "predicted_vs_actual.csv", "abs_error.csv",
                  "mlp_training.csv", "png/per_dimension_mae.png", "png/gap.png", "png/predicted_vs_actual.png",
-                 "png/abs_error.png", "png/mlp_training.png", "png/finetune_training.png"):
+                 "png/abs_error.png", "png/mlp_training.png", "png/finetune_training.png", "png/routing.png"):
         assert (root / "plots" / name).stat().st_size > 0, name
     assert (root / "plots" / "png" / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     n_candidates, n_dimensions = 4, 3           # 3 probes and the stack; the baseline is one more row in the
@@ -173,7 +177,7 @@ def report_with_summary(small_run, tiny_pipeline, tmp_path, change):
     inputs, params = tiny_pipeline
     summary = json.loads((root / "summary.json").read_text())
     other = next(p for p in summary["candidates"]["tiny"] if p != summary["best"]["probe"])
-    for name in ("metrics", "baseline.json"):
+    for name in ("metrics", "baseline.json", "routing.json", "routing_curve"):
         (tmp_path / name).symlink_to(root / name)
     (tmp_path / "summary.json").write_text(json.dumps(change(summary, other)))
     run_report(inputs, tmp_path, {**params, "report": {"bootstrap_resamples": 200}})
@@ -192,3 +196,21 @@ def test_report_names_the_test_splits_own_pick_when_it_differs(small_run, tiny_p
         **summary, "test_best": {"model": "tiny", "probe": other, "mae": summary["candidates"]["tiny"][other]["mae"]}})
     mae = summary["candidates"]["tiny"][other]["mae"]
     assert f"the test split alone would have picked **tiny / {other}** (test MAE {mae:.3f}" in text
+
+
+def test_report_routing_section_equals_the_route_stage_metrics(small_run):
+    root, n_test = small_run
+    text = (root / "comparison.md").read_text()
+    routing = json.loads((root / "routing.json").read_text())
+    r = routing["routing"]
+    rows = markdown_table(text, "## Hybrid scoring")
+    assert rows[0]["threshold"] == "(probe alone)" and rows[-1]["threshold"] == "(adapter alone)"
+    assert float(rows[-1]["MAE"]) == pytest.approx(r["adapter_mae"], abs=5e-4)
+    assert float(rows[0]["MAE"]) == pytest.approx(r["probe_mae"], abs=5e-4)
+    chosen = [row for row in rows if row["threshold"] == f"{r['threshold']:.3f}"]
+    assert float(chosen[0]["MAE"]) == pytest.approx(r["mae"], abs=5e-4)
+    assert float(chosen[0]["cost, batched"].split()[0]) == pytest.approx(r["cost_per_article_ms"], abs=0.05)
+    s = routing["scorer"]
+    assert (f"the hybrid scored the {n_test} test articles in {s['hybrid_ms_per_article']:.1f} ms per article "
+            f"({s['routed']} routed), the adapter alone in {s['adapter_ms_per_article']:.1f} ms") in text
+    assert "![Routing trade-off](../plots/png/routing.png)" in text

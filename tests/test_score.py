@@ -46,7 +46,7 @@ def test_one_loader_serves_probe_and_adapter_folders(trained, tmp_path):
     assert isinstance(load_scorer(trained / "probes" / "tiny" / "mlp"), Scorer)
     assert isinstance(load_scorer(trained / "adapters" / "tiny"), AdapterScorer)
     (tmp_path / "scoring.json").write_text(json.dumps({"kind": "svm"}))
-    with pytest.raises(Exception, match=r"scoring.json: kind: must be one of \('probe', 'adapter', 'stack'\)"):
+    with pytest.raises(Exception, match=r"scoring.json: kind: must be one of \('probe', 'adapter', 'stack', 'route'\)"):
         load_scorer(tmp_path)
 
 
@@ -138,3 +138,27 @@ def test_the_stacked_candidate_scores_as_the_stack_stage_predicted(trained):
     test = load_split(trained / "prepared", "test")
     expected = load_predictions(trained / "stacked", "test", [r["id"] for r in test])["scores"]
     np.testing.assert_allclose(scorer.predict([model_input(r) for r in test]), expected, atol=1e-4)
+
+
+def test_a_stack_encodes_each_text_once_per_model_however_many_members_share_it(trained, tmp_path):
+    import os
+    from news_probes.artifacts import write_scoring
+    from news_probes.scoring import StackScorer
+    probes = ["ridge", "mlp", "lightgbm"]
+    write_scoring(tmp_path, "stack", ["wellbeing", "cohesion", "justice"], [0, 10], weighting="shared",
+                  members=[{"folder": os.path.relpath(trained / "probes" / "tiny" / p, tmp_path), "candidate": p,
+                            "weights": [1 / 3]} for p in probes])
+    scorer = StackScorer(tmp_path)
+    embedders = {id(m.embedder) for m in scorer.members}
+    assert len(embedders) == 1                       # one embedder object for the three members of model `tiny`
+    shared = scorer.members[0].embedder
+    calls = []
+    encode = shared.embedder.encode
+    shared.embedder.encode = lambda texts, show_progress=False: calls.append(len(texts)) or encode(texts, False)
+    texts = [model_input(r) for r in load_split(trained / "prepared", "test")]
+    scores = scorer.predict(texts)
+    assert calls == [len(texts)]                     # encoded once, not once per member
+    expected = np.mean([Scorer(trained / "probes" / "tiny" / p).predict(texts) for p in probes], axis=0)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    scorer.predict(texts[:3])
+    assert calls == [len(texts), 3]                  # new texts are encoded again

@@ -1,13 +1,14 @@
 """report: the comparison report (reports/comparison.md) and the plot data, written up from files the stages
 wrote in this run: evaluate's metrics and its best candidate (metrics/summary.json), the test predictions (for
-bootstrap intervals and plots), and the embed, probe and finetune stages' own measurements. It loads no model and
+bootstrap intervals and plots), and the embed, probe, finetune and route stages' own measurements. It loads no model and
 times nothing, so the same inputs give the same bytes."""
 import argparse
 from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import adapter_dir, candidate_dir, candidate_metrics_file, load_predictions, model_file
+from news_probes.artifacts import (PREDICTED_SPLITS, adapter_dir, candidate_dir, candidate_metrics_file, load_curve,
+                                   load_predictions, model_file)
 from news_probes.comparison import markdown
 from news_probes.data import load_schema, load_split
 from news_probes.io import read_json, run_main, write_bytes
@@ -17,7 +18,7 @@ from news_probes.plots import write_plots, write_pngs
 
 
 def load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path,
-             summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, params):
+             summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, routing, routing_curve, params):
     """Everything the report writes up, as one dict (the candidates are (model, probe) pairs; `tuned` is the
     baseline's row key, None when no baseline was measured)."""
     schema = load_schema(prepared)
@@ -44,13 +45,16 @@ def load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, met
             "tuned": tuned, "baseline": baseline, "tuning": read_json(finetune_metrics), "ci": intervals,
             "resamples": resamples, "splits": read_json(data_metrics),
             "embed_meta": {m: read_json(model_file(embed_meta_dir, m)) for m in models},
-            "fits": {m: read_json(model_file(fit_dir, m)) for m in models}, "stack": read_json(stack_weights)}
+            "fits": {m: read_json(model_file(fit_dir, m)) for m in models}, "stack": read_json(stack_weights),
+            "routing": read_json(routing),
+            "routing_curve": {split: load_curve(routing_curve, split) for split in PREDICTED_SPLITS}}
 
 
 def report(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path, summary_path,
-           finetune_metrics, embed_meta_dir, fit_dir, data_metrics, out, plots_dir, params):
+           finetune_metrics, embed_meta_dir, fit_dir, data_metrics, routing, routing_curve, out, plots_dir, params):
     run = load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path,
-                   summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, params)
+                   summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, routing, routing_curve,
+                   params)
     text = markdown(run)
     write_plots(plots_dir, run, probes_dir)
     write_pngs(plots_dir, run, probes_dir, Path(finetune_metrics).parent)
@@ -73,11 +77,14 @@ def main():
     parser.add_argument("--embed-meta", required=True, help="directory holding <model>.json from embed")
     parser.add_argument("--fit-metrics", required=True, help="directory holding <model>.json from probe")
     parser.add_argument("--data-metrics", required=True)
+    parser.add_argument("--routing", required=True, help="the route stage's metrics (the chosen point, times)")
+    parser.add_argument("--routing-curve", required=True, help="the route stage's folder of {val,test}.csv")
     parser.add_argument("--out", required=True)
     parser.add_argument("--plots", required=True)
     args = parser.parse_args()
     report(args.prepared, args.probes, args.stacked, args.stack_weights, args.adapters, args.metrics_dir, args.baseline, args.summary,
-           args.finetune_metrics, args.embed_meta, args.fit_metrics, args.data_metrics, args.out, args.plots,
+           args.finetune_metrics, args.embed_meta, args.fit_metrics, args.data_metrics, args.routing,
+           args.routing_curve, args.out, args.plots,
            load_params(args.params))
 
 
