@@ -11,7 +11,8 @@ scorer) read: defined here once.
   <adapters>/<profile>/                       the adapter and score head (news_probes.lora), scoring.json,
                                               {val,test}_predictions.npz
   <adapters>/none/                            no baseline (`finetune.profile: none`): the NO_BASELINE marker
-  <curve>/{val,test}.csv                      the route stage's routing curve (CURVE_COLUMNS)
+  <curve>/{val,test,screens}.csv              the route stage's curves and screens compared (CURVE_COLUMNS,
+                                              SCREEN_COLUMNS)
   <routed>/                                   the route stage's hybrid: scoring.json (screen and adapter folders
                                               relative to it, rule, threshold), {val,test}_predictions.npz at the
                                               chosen threshold; without a baseline, the NOT_ROUTED marker
@@ -149,28 +150,36 @@ def load_predictions(directory, split, ids):
     return {"scores": scores, "seed_scores": seed_scores}
 
 
-# The route stage's curve, one row per routing point (news_probes.routing.curve, with costs): <curve>/{val,test}.csv
+# The route stage's tables (<curve>/<name>.csv): the curve of each split, one row per routing point
+# (news_probes.routing.curve, with costs), and the screens compared (one row per candidate as the screen).
 CURVE_COLUMNS = ["point", "threshold", "share_routed", "mae", "rmse", "recall_high", "false_negative_rate",
                  "cost_ms", "speedup", "cost_single_ms", "speedup_single"]
+SCREEN_COLUMNS = ["screen", "threshold", "val_share_routed", "share_routed", "mae", "recall_high",
+                  "false_negative_rate", "probe_ms", "cost_ms", "speedup"]
 
 
-def save_curve(directory, split, rows):
-    """One split's routing curve as CSV (numbers to 4 decimals; an empty threshold at the two ends)."""
+def save_table(directory, name, columns, rows):
+    """Rows as <directory>/<name>.csv, numbers to 4 decimals, None as an empty cell."""
     import csv
     import io
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, CURVE_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(text, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    write_bytes(Path(directory) / f"{split}.csv", lambda f: f.write(text.getvalue().encode("utf-8")))
+    write_bytes(Path(directory) / f"{name}.csv", lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
-def load_curve(directory, split):
-    """The rows save_curve wrote, numbers as floats (None where empty)."""
+def load_table(directory, name):
+    """The rows save_table wrote: numbers as floats, empty cells as None, names as strings."""
     import csv
-    with open(Path(directory) / f"{split}.csv", encoding="utf-8", newline="") as f:
-        return [{k: (v if k == "point" else float(v) if v != "" else None) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+
+    def value(cell):
+        try:
+            return float(cell) if cell != "" else None
+        except ValueError:
+            return cell
+    with open(Path(directory) / f"{name}.csv", encoding="utf-8", newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def write_no_baseline(directory, reason):

@@ -328,7 +328,17 @@ def routing_section(run):
               f"{routing['agreement']['max_abs_diff']:.4f} (batch composition), routing the same articles for "
               f"{routing['agreement']['routed_same']:.1%} of them.", "",
               "![Routing trade-off](../plots/png/routing.png)", ""]
-    return lines
+    screens = [[f"**{x['screen']}**" if x["screen"] == r["screen"] else x["screen"], fmt(x["threshold"], ".3f", "all"),
+                f"{x['val_share_routed']:.1%}", f"{x['share_routed']:.1%}", f"{x['mae']:.3f}",
+                fmt(x["recall_high"], ".3f"), fmt(x["false_negative_rate"], ".3f"), f"{x['probe_ms']:.2f} ms",
+                f"{x['cost_ms']:.1f} ms", f"{x['speedup']:.2f}x"] for x in run["routing_screens"]]
+    return lines + [
+        "Every candidate as the screen (`route.screen`), each with its own threshold chosen on validation by the same "
+        "targets; test figures, cheapest first. These costs add the latencies the embed, probe and finetune stages "
+        "measured (batched), so that every screen is costed alike; they differ from the route stage's own "
+        "measurement above.", "",
+        table(["screen", "threshold", "routed (val)", "routed (test)", "MAE", "recall (high tier)",
+               "false-negative rate", "screen cost", "cost per article", "speedup"], screens), ""]
 
 
 def markdown(run):

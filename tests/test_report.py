@@ -58,8 +58,10 @@ def small_run(tmp_path_factory, tiny_pipeline):
     evaluate(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "adapters", root / "metrics",
              root / "baseline.json",
              root / "summary.json", params, inputs / "meta", inputs / "live" / "metrics.json")
-    route(inputs / "prepared", inputs / "probes", inputs / "stacked", inputs / "adapters", root / "summary.json",
-          root / "routed", root / "routing.json", root / "routing_curve", params)
+    dirs = {"probes": inputs / "probes", "stacked": inputs / "stacked", "adapters": inputs / "adapters",
+            "summary": root / "summary.json", "embed_meta": inputs / "meta", "fit": inputs / "fit",
+            "finetune_metrics": inputs / "live" / "metrics.json"}
+    route(inputs / "prepared", dirs, root / "routed", root / "routing.json", root / "routing_curve", params)
     run_report(inputs, root, params)
     return root, json.loads((root / "data.json").read_text())["test"]["count"]
 

@@ -154,8 +154,9 @@ def run_route(root, params, out, **section):
     summary = out / "summary.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps({"best": {"model": "stacked", "probe": "val-weights"}}))
-    return route(root / "prepared", root / "probes", root / "stacked", root / "adapters", summary, out / "routed",
-                 out / "routing.json", out / "curve", params)
+    dirs = {"probes": root / "probes", "stacked": root / "stacked", "adapters": root / "adapters", "summary": summary,
+            "embed_meta": root / "meta", "fit": root / "fit", "finetune_metrics": root / "live" / "metrics.json"}
+    return route(root / "prepared", dirs, out / "routed", out / "routing.json", out / "curve", params)
 
 
 def test_the_stage_writes_the_hybrid_folder_metrics_and_curve_and_the_scorer_uses_it(tiny_pipeline, tmp_path):
@@ -224,3 +225,25 @@ def test_the_default_params_route_the_validation_chosen_candidate():
     config = route_config(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert config["screen"] == "best" and config["by"] == "weighted_score"
     assert config["target"] == {"recall_high": 0.95, "max_mae_loss": 0.02}
+
+
+def test_every_candidate_is_compared_as_the_screen_costed_from_the_stages_latencies(tiny_pipeline, tmp_path):
+    from news_probes.artifacts import load_table, read_scoring
+    root, params = tiny_pipeline
+    run_route(root, params, tmp_path)
+    screens = load_table(tmp_path / "curve", "screens")
+    assert {s["screen"] for s in screens} == {"tiny/ridge", "tiny/mlp", "tiny/lightgbm", "stacked/val-weights"}
+    assert [s["cost_ms"] for s in screens] == sorted(s["cost_ms"] for s in screens)
+    adapter_ms = read_json(root / "live" / "metrics.json")["latency_ms"]["batched"]
+    embed_ms = read_json(root / "meta" / "tiny.json")["latency_ms"]["batched"]
+    fit = read_json(root / "fit" / "tiny.json")
+    by_name = {s["screen"]: s for s in screens}
+    ridge = by_name["tiny/ridge"]
+    assert ridge["probe_ms"] == pytest.approx(embed_ms + fit["ridge"]["latency_ms"]["batched"], abs=1e-4)
+    assert ridge["cost_ms"] == pytest.approx(ridge["probe_ms"] + ridge["share_routed"] * adapter_ms, abs=2e-4)
+    # the stack pays for its one embedder once, and for each member probe with a weight
+    members = [m["candidate"].split("/")[1] for m in read_scoring(root / "stacked")["members"]]
+    expected = embed_ms + sum(fit[p]["latency_ms"]["batched"] for p in members)
+    assert by_name["stacked/val-weights"]["probe_ms"] == pytest.approx(expected, abs=1e-4)
+    # each screen's threshold is chosen on validation with the same targets as the stage's own
+    assert by_name["stacked/val-weights"]["threshold"] == read_json(tmp_path / "routing.json")["routing"]["threshold"]

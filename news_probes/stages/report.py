@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import (PREDICTED_SPLITS, adapter_dir, candidate_dir, candidate_metrics_file, load_curve,
-                                   load_predictions, model_file)
+from news_probes.artifacts import (PREDICTED_SPLITS, adapter_dir, candidate_dir, candidate_metrics_file,
+                                   load_predictions, load_table, model_file)
 from news_probes.comparison import markdown
 from news_probes.data import load_schema, load_split
 from news_probes.io import read_json, run_main, write_bytes
@@ -47,7 +47,8 @@ def load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, met
             "embed_meta": {m: read_json(model_file(embed_meta_dir, m)) for m in models},
             "fits": {m: read_json(model_file(fit_dir, m)) for m in models}, "stack": read_json(stack_weights),
             "routing": read_json(routing),
-            "routing_curve": {split: load_curve(routing_curve, split) for split in PREDICTED_SPLITS}}
+            "routing_curve": {split: load_table(routing_curve, split) for split in PREDICTED_SPLITS},
+            "routing_screens": load_table(routing_curve, "screens")}
 
 
 def report(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path, summary_path,

@@ -4,7 +4,9 @@ on test, the share of articles routed to the adapter, the hybrid's MAE, RMSE, hi
 false-negative rate, and the cost per article from the latencies of both paths measured here; it chooses the
 threshold on validation only, writes the hybrid's folder (for `news-probes score`), the chosen point as metrics
 and the curve as plot data. It then scores the test split with the hybrid scorer and with the adapter alone and
-records both wall times. Without a baseline (`finetune.profile: none`) it routes nothing and says so."""
+records both wall times. Beside it, every candidate as the screen (its own threshold chosen on validation, costed
+from the embed, probe and finetune stages' latencies), for choosing `route.screen`. Without a baseline
+(`finetune.profile: none`) it routes nothing and says so."""
 import argparse
 import os
 import time
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.artifacts import (NO_PROFILE, NOT_ROUTED, PREDICTED_SPLITS, adapter_dir, candidate_dir,
-                                   load_predictions, read_scoring, save_curve, save_predictions, write_scoring)
+from news_probes.artifacts import (CURVE_COLUMNS, NO_PROFILE, NOT_ROUTED, PREDICTED_SPLITS, SCREEN_COLUMNS,
+                                   adapter_dir, candidate_dir, load_predictions, model_file, read_scoring,
+                                   save_predictions, save_table, write_scoring)
 from news_probes.data import load_schema, load_split, model_input
 from news_probes.io import InputError, read_json, run_main, staged_directory, write_json
 from news_probes.metrics import filter_config
@@ -80,14 +83,77 @@ def no_route(out_dir, metrics_path, curve_dir):
     with staged_directory(out_dir) as staging:
         (staging / NOT_ROUTED).write_text(reason + "\n", encoding="utf-8")
     for split in PREDICTED_SPLITS:
-        save_curve(curve_dir, split, [])
+        save_table(curve_dir, split, CURVE_COLUMNS, [])
+    save_table(curve_dir, "screens", SCREEN_COLUMNS, [])
     result = {"routing": None, "skipped": reason}
     write_json(metrics_path, result)
     return result
 
 
-def route(prepared_dir, probes_dir, stacked_dir, adapters_dir, summary_path, out_dir, metrics_path, curve_dir,
-          params, params_path="params.yaml"):
+def sweep(screen, screen_dir, ids, truth, adapter, config, filter_cfg):
+    """One screen's predictions, routing measure and curve on each split, and the row chosen on validation (None
+    when no threshold meets the targets). Raises ValueError where the rule does not apply to the screen."""
+    probe, values = {}, {}
+    for split in PREDICTED_SPLITS:
+        probe[split] = load_predictions(screen_dir, split, ids[split])
+        members, weights = screen_members(screen, screen_dir, probe[split], split, ids[split])
+        values[split] = measure(config["by"], probe[split]["scores"], filter_cfg, members, weights)
+    thresholds = thresholds_for(config["thresholds"], values["val"])
+    curves = {split: curve(truth[split], probe[split]["scores"], adapter[split], values[split], thresholds,
+                           filter_cfg) for split in PREDICTED_SPLITS}
+    return probe, values, curves, choose(curves["val"], config["target"])
+
+
+def at_threshold(rows, threshold):
+    """The curve's row of a threshold; the adapter-alone end for None (every article routed)."""
+    if threshold is None:
+        return next(r for r in rows if r["point"] == "adapter alone")
+    return next(r for r in rows if r["point"] == "threshold" and r["threshold"] == threshold)
+
+
+def leaf_models(model, combined):
+    """The embedders a grid model is computed from: itself, or a combined name's members, recursively."""
+    return set().union(*(leaf_models(m, combined) for m in combined[model])) if model in combined else {model}
+
+
+def stage_latency_ms(screen, stacked_dir, embed_meta_dir, fit_dir, combined):
+    """A screen's batched latency per article as the embed and probe stages measured its parts: each embedder
+    it needs once, plus each of its probes (the stacked candidate: its members with a weight)."""
+    members = [screen] if screen != STACKED else [tuple(m["candidate"].split("/"))
+                                                  for m in read_scoring(stacked_dir)["members"]]
+    leaves = set().union(*(leaf_models(model, combined) for model, _ in members))
+    embedding = sum(read_json(model_file(embed_meta_dir, m))["latency_ms"]["batched"] for m in sorted(leaves))
+    return embedding + sum(read_json(model_file(fit_dir, model))[probe]["latency_ms"]["batched"]
+                           for model, probe in members)
+
+
+def compare_screens(params, dirs, ids, truth, adapter, config, filter_cfg):
+    """Every candidate as the screen, each with its own threshold chosen on validation, its test figures and its
+    cost from the embed, probe and finetune stages' latencies (so all screens are costed alike); candidates the
+    rule does not apply to (uncertainty of one seed) are left out."""
+    adapter_ms = read_json(dirs["finetune_metrics"])["latency_ms"]["batched"]
+    combined = params.get("combined") or {}
+    rows = []
+    for candidate in scored_candidates(params):
+        folder = candidate_dir(dirs["probes"], dirs["stacked"], candidate)
+        try:
+            _, _, curves, chosen = sweep(candidate, folder, ids, truth, adapter, config, filter_cfg)
+        except ValueError:
+            continue
+        threshold = None if chosen is None else chosen["threshold"]
+        test = at_threshold(curves["test"], threshold)
+        probe_ms = stage_latency_ms(candidate, dirs["stacked"], dirs["embed_meta"], dirs["fit"], combined)
+        cost = probe_ms + test["share_routed"] * adapter_ms
+        rows.append({"screen": f"{candidate[0]}/{candidate[1]}", "threshold": threshold,
+                     "val_share_routed": at_threshold(curves["val"], threshold)["share_routed"],
+                     **{k: test[k] for k in ("share_routed", "mae", "recall_high", "false_negative_rate")},
+                     "probe_ms": probe_ms, "cost_ms": cost, "speedup": adapter_ms / cost})
+    return sorted(rows, key=lambda r: r["cost_ms"])
+
+
+def route(prepared_dir, dirs, out_dir, metrics_path, curve_dir, params, params_path="params.yaml"):
+    """`dirs`: probes, stacked, adapters (folders), summary (evaluate's), embed_meta, fit (the stages' metrics
+    folders), finetune_metrics (its metrics.json)."""
     config = route_config(params, params_path)
     profile = (params.get("finetune") or {}).get("profile")
     if profile == NO_PROFILE:
@@ -97,22 +163,14 @@ def route(prepared_dir, probes_dir, stacked_dir, adapters_dir, summary_path, out
     rows = {split: load_split(prepared_dir, split) for split in PREDICTED_SPLITS}
     ids = {split: [r["id"] for r in rs] for split, rs in rows.items()}
     truth = {split: np.array([r["labels"] for r in rs], dtype=np.float64) for split, rs in rows.items()}
-    screen = screen_candidate(config["screen"], summary_path, params, params_path)
-    screen_dir, adapter_folder = candidate_dir(probes_dir, stacked_dir, screen), adapter_dir(adapters_dir, profile)
-
-    probe, adapter, values = {}, {}, {}
-    for split in PREDICTED_SPLITS:
-        probe[split] = load_predictions(screen_dir, split, ids[split])
-        adapter[split] = load_predictions(adapter_folder, split, ids[split])["scores"]
-        members, weights = screen_members(screen, screen_dir, probe[split], split, ids[split])
-        try:
-            values[split] = measure(config["by"], probe[split]["scores"], filter_cfg, members, weights)
-        except ValueError as err:
-            raise InputError(params_path, f"{err}; the screen is {screen[0]}/{screen[1]}", field="route.by") from None
-    thresholds = thresholds_for(config["thresholds"], values["val"])
-    curves = {split: curve(truth[split], probe[split]["scores"], adapter[split], values[split], thresholds,
-                           filter_cfg) for split in PREDICTED_SPLITS}
-    chosen = choose(curves["val"], config["target"])
+    screen = screen_candidate(config["screen"], dirs["summary"], params, params_path)
+    screen_dir = candidate_dir(dirs["probes"], dirs["stacked"], screen)
+    adapter_folder = adapter_dir(dirs["adapters"], profile)
+    adapter = {split: load_predictions(adapter_folder, split, ids[split])["scores"] for split in PREDICTED_SPLITS}
+    try:
+        probe, values, curves, chosen = sweep(screen, screen_dir, ids, truth, adapter, config, filter_cfg)
+    except ValueError as err:
+        raise InputError(params_path, f"{err}; the screen is {screen[0]}/{screen[1]}", field="route.by") from None
     threshold = None if chosen is None else chosen["threshold"]
     masks = {split: routed(values[split], threshold) for split in PREDICTED_SPLITS}
 
@@ -125,6 +183,7 @@ def route(prepared_dir, probes_dir, stacked_dir, adapters_dir, summary_path, out
         curves[split] = with_costs(curves[split], lat["probe_path"]["batched"], lat["adapter"]["batched"])
         curves[split] = with_costs(curves[split], lat["probe_path"]["single"], lat["adapter"]["single"], "_single")
         curves[split].sort(key=lambda r: (r["share_routed"], r["point"] != "probe alone", -(r["threshold"] or 0)))
+    screens = compare_screens(params, dirs, ids, truth, adapter, config, filter_cfg)
 
     hybrids = {split: hybrid(probe[split]["scores"], adapter[split], masks[split]) for split in PREDICTED_SPLITS}
     with staged_directory(out_dir) as staging:
@@ -134,13 +193,10 @@ def route(prepared_dir, probes_dir, stacked_dir, adapters_dir, summary_path, out
                       screen=os.path.relpath(screen_dir, out_dir), adapter=os.path.relpath(adapter_folder, out_dir),
                       by=config["by"], threshold=threshold, filter=filter_cfg)
     for split in PREDICTED_SPLITS:
-        save_curve(curve_dir, split, curves[split])
+        save_table(curve_dir, split, CURVE_COLUMNS, curves[split])
+    save_table(curve_dir, "screens", SCREEN_COLUMNS, screens)
 
-    def at_threshold(split):
-        return next(r for r in curves[split] if r["point"] == "threshold" and r["threshold"] == threshold) \
-            if threshold is not None else next(r for r in curves[split] if r["point"] == "adapter alone")
-
-    test, val = at_threshold("test"), at_threshold("val")
+    test, val = at_threshold(curves["test"], threshold), at_threshold(curves["val"], threshold)
     ends = {r["point"]: r for r in curves["test"] if r["point"] != "threshold"}
     result = {
         "routing": {"screen": f"{screen[0]}/{screen[1]}", "by": config["by"], "threshold": threshold,
@@ -168,12 +224,17 @@ def main():
     parser.add_argument("--stacked", required=True, help="the stack stage's folder")
     parser.add_argument("--adapters", required=True, help="directory holding <profile>/ from finetune")
     parser.add_argument("--summary", required=True, help="evaluate's summary (the candidate chosen on validation)")
+    parser.add_argument("--embed-meta", required=True, help="directory holding <model>.json from embed (latency)")
+    parser.add_argument("--fit-metrics", required=True, help="directory holding <model>.json from probe (latency)")
+    parser.add_argument("--finetune-metrics", required=True, help="the finetune stage's metrics.json (latency)")
     parser.add_argument("--out", required=True, help="folder of the hybrid (scoring.json, predictions)")
     parser.add_argument("--metrics", required=True, help="JSON file for the chosen point and the measured times")
-    parser.add_argument("--curve", required=True, help="folder for {val,test}.csv, one row per threshold")
+    parser.add_argument("--curve", required=True, help="folder for {val,test}.csv (one row per threshold) and "
+                                                         "screens.csv (one row per candidate as the screen)")
     args = parser.parse_args()
-    result = route(args.prepared, args.probes, args.stacked, args.adapters, args.summary, args.out, args.metrics,
-                   args.curve, load_params(args.params), args.params)
+    dirs = {"probes": args.probes, "stacked": args.stacked, "adapters": args.adapters, "summary": args.summary,
+            "embed_meta": args.embed_meta, "fit": args.fit_metrics, "finetune_metrics": args.finetune_metrics}
+    result = route(args.prepared, dirs, args.out, args.metrics, args.curve, load_params(args.params), args.params)
     r = result["routing"]
     if r is None:
         print(f"route: {result['skipped']}")
