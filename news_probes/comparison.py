@@ -323,7 +323,8 @@ def routing_section(run):
               "",
               f"Measured: `news-probes score` with the hybrid scored the {scorer['articles']} test articles in "
               f"{scorer['hybrid_ms_per_article']:.1f} ms per article ({scorer['routed']} routed), the adapter alone "
-              f"in {scorer['adapter_ms_per_article']:.1f} ms: **{scorer['speedup']:.2f}x**. Its scores differ from "
+              f"in {scorer['adapter_ms_per_article']:.1f} ms: **{scorer['speedup']:.2f}x** (the fastest of "
+              f"{scorer['runs']} alternating runs of each). Its scores differ from "
               f"the hybrid assembled from the stages' saved predictions by at most "
               f"{routing['agreement']['max_abs_diff']:.4f} (batch composition), routing the same articles for "
               f"{routing['agreement']['routed_same']:.1%} of them.", "",

@@ -251,18 +251,20 @@ class ConcatEmbedder:
 
 class LastEncoding:
     """An embedder shared by several probes of one scorer (the members of a stack): it keeps the embeddings of
-    the last texts it encoded, so that texts passed to every member are encoded once."""
+    the last texts it encoded, so that the list of texts a stack passes to every member is encoded once. Only
+    that same list object, unchanged, is served from memory: another call with equal texts encodes again."""
 
     def __init__(self, embedder):
-        self.embedder, self.texts_, self.matrix_ = embedder, None, None
+        self.embedder, self.texts_, self.snapshot_, self.matrix_ = embedder, None, None, None
 
     def __getattr__(self, name):
         return getattr(self.embedder, name)
 
     def encode(self, texts, show_progress=False):
-        texts = list(texts)
-        if texts != self.texts_:          # equal lists of the same strings compare by identity: cheap
-            self.matrix_, self.texts_ = self.embedder.encode(texts, show_progress=show_progress), texts
+        # identity, then content: a list refilled in place is not mistaken for the one encoded
+        if texts is not self.texts_ or tuple(texts) != self.snapshot_:
+            self.matrix_ = self.embedder.encode(texts, show_progress=show_progress)
+            self.texts_, self.snapshot_ = texts, tuple(texts)
         return self.matrix_
 
 

@@ -162,3 +162,10 @@ def test_a_stack_encodes_each_text_once_per_model_however_many_members_share_it(
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     scorer.predict(texts[:3])
     assert calls == [len(texts), 3]                  # new texts are encoded again
+    scorer.predict(list(texts))
+    assert calls == [len(texts), 3, len(texts)]      # so is another list of the same texts (a timed rerun)
+    reused = texts[:2]
+    scorer.predict(reused)
+    reused[0] = texts[5]                             # refilled in place: not served from memory
+    scorer.predict(reused)
+    assert calls[-2:] == [2, 2]
