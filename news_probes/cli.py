@@ -17,8 +17,23 @@ from news_probes.hardware import MIXED_DTYPES
 from news_probes.io import run_main
 
 
+def positive(text):
+    """--batch-size: an integer >= 1 (argparse then exits 2 with one line naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
+    return value
+
+
 def score(args):
+    from pathlib import Path
+    from news_probes.io import InputError
     from news_probes.scoring import load_scorer, score_file
+    if args.output != "-" and Path(args.output).is_dir():
+        raise InputError(args.output, "is a directory: --output names the file to write (or - for stdout)")
     start = time.perf_counter()
     scorer = load_scorer(args.folder, args.dtype)
     loaded = time.perf_counter()
@@ -42,7 +57,7 @@ def parser():
     scoring.add_argument("-i", "--input", default="-", help="JSONL of articles (id, title, content or text); "
                                                              "- for stdin (default)")
     scoring.add_argument("-o", "--output", default="-", help="JSONL of {id, scores}; - for stdout (default)")
-    scoring.add_argument("--batch-size", type=int, default=256, help="articles scored per call")
+    scoring.add_argument("--batch-size", type=positive, default=256, help="articles scored per call")
     scoring.add_argument("--dtype", default="auto", choices=MIXED_DTYPES,
                          help="precision to score in (auto: bfloat16 only where this machine computes it natively)")
     scoring.set_defaults(run=score)

@@ -130,9 +130,16 @@ def summary_section(run):
                      f"{100 * r['gap'] / baseline['mae']:+.1f}%" if measured else "—",
                      fmt_interval(ci[c]["gap"]) if measured else "—",
                      "—" if c == best else fmt_interval(ci[c]["to_best"])])
+    undefined = {name(c): [d for d, m in results[c]["per_dimension"].items() if m["spearman"] is None]
+                 for c in order}
+    undefined = {c: dims for c, dims in undefined.items() if dims}
+    note = ([f"Spearman is the mean over the dimensions where it is defined; it is undefined where the truth or the "
+             f"predictions are constant, here for " + "; ".join(f"{c}: {', '.join(dims)}"
+                                                               for c, dims in undefined.items()) + ".", ""]
+            if undefined else [])
     return ["## Summary (sorted by validation MAE)", "",
             table(["model", "probe", "val MAE", "MAE", "MAE 95% CI", "RMSE", "Spearman", "seed sd", "gap", "gap %",
-                   "gap 95% CI", "vs best 95% CI"], rows), ""]
+                   "gap 95% CI", "vs best 95% CI"], rows), "", *note]
 
 
 def baseline_section(run):

@@ -31,7 +31,7 @@ import numpy as np
 from news_probes.artifacts import fitted_path
 from news_probes.hardware import DTYPES, choose_device, choose_dtype, signature
 from news_probes.io import InputError, read_json, write_json
-from news_probes.params import registry_entry
+from news_probes.params import field_check, integer, registry_entry
 from news_probes.sources import resolve_source
 from news_probes.tokens import EMBED_TRUNCATION, special_tokens, windows
 
@@ -54,6 +54,10 @@ def embedder_config(params, model, params_path="params.yaml"):
         raise InputError(params_path, f"truncation must be one of {EMBED_TRUNCATION}", field=f"{field}.truncation")
     if config.get("dtype", "auto") not in DTYPES:
         raise InputError(params_path, f"dtype must be one of {DTYPES}, not {config['dtype']!r}", field=f"{field}.dtype")
+    minimums = {"batch_size": 1, "max_tokens": 4, "stride": 1, "ngram_max": 1, "min_df": 1, "max_features": 1}
+    for key, minimum in minimums.items():
+        if key in config:
+            field_check(params_path, f"{field}.{key}", integer, config[key], minimum=minimum)
     return config
 
 

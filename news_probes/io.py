@@ -29,9 +29,20 @@ def run_main(main):
 
 
 def read_jsonl(path):
-    """Yield (line_number, object) for every non-blank line; malformed JSON names its line. `-` reads stdin."""
-    with (contextlib.nullcontext(sys.stdin) if str(path) == "-" else open(path, encoding="utf-8")) as f:
-        for number, line in enumerate(f, start=1):
+    """Yield (line_number, object) for every non-blank line; malformed JSON names its line, bytes that are not
+    UTF-8 their line and byte offset. `-` reads stdin."""
+    with (contextlib.nullcontext(sys.stdin.buffer) if str(path) == "-" else open(path, "rb")) as f:
+        offset = 0
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(source_name(path), f"not UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
+                                 f"{offset + err.start} of the file (column {err.start + 1} of the line)",
+                                 line=number) from None
+            offset += len(raw)
+            if number == 1:
+                line = line.removeprefix("\ufeff")       # a byte-order mark, as some editors write
             if not line.strip():
                 continue
             try:
@@ -49,11 +60,18 @@ def source_name(path):
     return "<stdin>" if str(path) == "-" else str(path)
 
 
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path, write, mode):
     """Write to a temporary file beside `path`, then rename: a failure never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~current_umask())    # mkstemp makes it 0600; a written file follows the umask
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
             write(f)

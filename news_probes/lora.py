@@ -19,7 +19,7 @@ import numpy as np
 from news_probes.artifacts import NO_PROFILE
 from news_probes.hardware import MIXED_DTYPES, choose_device, choose_dtype, signature
 from news_probes.io import read_json, write_json
-from news_probes.params import registry_entry
+from news_probes.params import integer, listed, real, registry_entry, text
 from news_probes.sources import resolve_source
 from news_probes.tokens import TRUNCATION, truncate_ids
 
@@ -42,18 +42,22 @@ class LoRARegressor:
                  max_tokens=512, truncation="head", epochs=3, batch_size=8, grad_accumulation=1, lr=2e-5,
                  warmup_steps=0, max_grad_norm=1.0, gradient_checkpointing=False, eval_steps=0, device="auto",
                  dtype="auto", seed=42, score_range=(0.0, 10.0)):
-        self.source, self.r, self.alpha, self.dropout = source, int(r), int(alpha), float(dropout)
+        self.source, self.r = source, integer(r, "r", minimum=1)
+        real(alpha, "alpha", above=0)
+        self.alpha = alpha                      # kept as written: it goes into peft's adapter_config.json
+        self.dropout = real(dropout, "dropout", at_least=0, at_most=0.99)
         # LoRA on target_modules; modules_to_save are trained in full (the new regression head, "score").
-        self.target_modules, self.modules_to_save = list(target_modules), list(modules_to_save)
-        self.max_tokens, self.truncation = int(max_tokens), truncation
-        self.epochs, self.batch_size, self.grad_accumulation = int(epochs), int(batch_size), int(grad_accumulation)
-        self.lr, self.warmup_steps, self.max_grad_norm = float(lr), int(warmup_steps), float(max_grad_norm)
+        self.target_modules = listed(target_modules, "target_modules", text)
+        self.modules_to_save = list(modules_to_save) and listed(modules_to_save, "modules_to_save", text)
+        self.max_tokens, self.truncation = integer(max_tokens, "max_tokens", minimum=4), truncation
+        self.epochs, self.batch_size = integer(epochs, "epochs", minimum=1), integer(batch_size, "batch_size", minimum=1)
+        self.grad_accumulation = integer(grad_accumulation, "grad_accumulation", minimum=1)
+        self.lr, self.warmup_steps = real(lr, "lr", above=0), integer(warmup_steps, "warmup_steps", minimum=0)
+        self.max_grad_norm = real(max_grad_norm, "max_grad_norm", above=0)
         self.gradient_checkpointing, self.device, self.seed = bool(gradient_checkpointing), device, int(seed)
         # Validation after every epoch, and also every `eval_steps` optimiser steps when above 0: on long runs the
         # best adapter is then picked between epochs too.
-        self.eval_steps = int(eval_steps)
-        if self.eval_steps < 0:
-            raise ValueError(f"eval_steps must be 0 (each epoch only) or a number of steps, not {eval_steps!r}")
+        self.eval_steps = integer(eval_steps, "eval_steps (0: each epoch only)", minimum=0)
         self.dtype, self.score_range = dtype, tuple(score_range)
         if truncation not in TRUNCATION:
             raise ValueError(f"truncation must be one of {TRUNCATION}, not {truncation!r}")

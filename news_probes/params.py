@@ -10,6 +10,56 @@ def load_params(path):
         return yaml.safe_load(f)
 
 
+# Typed values: estimators and registries check their settings with these, raising ValueError("<name> must be
+# ..."), which the stage turns into `params.yaml: <section>: <message>`. A string is never taken for a list.
+
+def integer(value, name, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        raise ValueError(f"{name} must be an integer{f' >= {minimum}' if minimum is not None else ''}, not {value!r}")
+    return value
+
+
+def real(value, name, above=None, at_least=None, at_most=None):
+    """A number; `above` excludes its bound, `at_least` and `at_most` include theirs."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+    bad = bad or (above is not None and not value > above) or (at_least is not None and not value >= at_least)
+    if bad or (at_most is not None and not value <= at_most):
+        limits = [f"> {above}" if above is not None else None, f">= {at_least}" if at_least is not None else None,
+                  f"<= {at_most}" if at_most is not None else None]
+        limits = " and ".join(x for x in limits if x)
+        raise ValueError(f"{name} must be a number{' ' + limits if limits else ''}, not {value!r}")
+    return float(value)
+
+
+def text(value, name):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, not {value!r}")
+    return value
+
+
+def listed(value, name, check):
+    """A non-empty list whose items pass check(item, name) (a tuple is taken too; a string never)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name} must be a non-empty list, not {value!r}")
+    return [check(item, f"{name} item") for item in value]
+
+
+def field_check(params_path, field, check, value, **limits):
+    """check(value, name, **limits) for one field of params: its ValueError as `params.yaml: <field>: must be ..`."""
+    try:
+        return check(value, "", **limits)
+    except ValueError as err:
+        raise InputError(params_path, str(err).strip(), field=field) from None
+
+
+def base_seed(params, params_path="params.yaml"):
+    """`seed`: the run's base seed, an integer >= 0."""
+    seed = params.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(params_path, f"must be an integer >= 0, not {seed!r}", field="seed")
+    return seed
+
+
 def as_list(value):
     """`probe: mlp` and `probe: [ridge, mlp]` both mean a list of names (so `dvc exp run -S probe=mlp` works)."""
     if value is None:
@@ -66,12 +116,18 @@ def combined(params, params_path="params.yaml"):
 
 def grid_models(params, params_path="params.yaml"):
     """The embeddings the probes are fitted on: every name of `models`, then every combined name."""
-    return as_list(params.get("models")) + list(combined(params, params_path))
+    models = params.get("models")
+    if not isinstance(models, (str, list)) or not as_list(models) or not all(isinstance(m, str) for m in models):
+        raise InputError(params_path, f"must name at least one model, not {models!r}", field="models")
+    return as_list(models) + list(combined(params, params_path))
 
 
-def candidates(params):
+def candidates(params, params_path="params.yaml"):
     """The grid: (model, probe) for every grid model times every name of `probe`, in params order."""
-    return [(model, probe) for model in grid_models(params) for probe in as_list(params.get("probe"))]
+    probes = params.get("probe")
+    if not isinstance(probes, (str, list)) or not as_list(probes):
+        raise InputError(params_path, f"must name at least one probe, not {probes!r}", field="probe")
+    return [(model, probe) for model in grid_models(params, params_path) for probe in as_list(probes)]
 
 
 STACKED = ("stacked", "val-weights")     # the stack stage's candidate (news_probes.stacking)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from news_probes.io import InputError, read_json, write_bytes, write_json
-from news_probes.params import as_list, check_names
+from news_probes.params import as_list, base_seed, check_names, integer, listed, real
 
 INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it each kind's arrays or weights
 REDUCER = "reducer.npz"   # a seed ensemble's truncated SVD for sparse inputs
@@ -87,7 +87,7 @@ class RidgeProbe(Probe):
 
     def __init__(self, alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), score_range=(0.0, 10.0), seed=42):
         super().__init__(score_range, seed)
-        self.alphas = [float(a) for a in alphas]
+        self.alphas = listed(alphas, "alphas", lambda a, name: real(a, name, above=0))
 
     def fit(self, X, y, X_val=None, y_val=None):
         from sklearn.linear_model import RidgeCV
@@ -132,12 +132,14 @@ class MLPProbe(Probe):
     def __init__(self, hidden=(256, 128), dropout=0.2, lr=1e-3, epochs=100, patience=10, batch_size=64,
                  weight_decay=0.0, loss="huber", huber_delta=1.0, score_range=(0.0, 10.0), seed=42):
         super().__init__(score_range, seed)
-        self.hidden, self.dropout, self.lr = [int(h) for h in hidden], float(dropout), float(lr)
-        self.epochs, self.patience, self.batch_size = int(epochs), int(patience), int(batch_size)
-        self.weight_decay = float(weight_decay)
+        self.hidden = listed(hidden, "hidden", lambda h, name: integer(h, name, minimum=1))
+        self.dropout, self.lr = real(dropout, "dropout", at_least=0, at_most=0.99), real(lr, "lr", at_least=0)
+        self.epochs, self.patience = integer(epochs, "epochs", minimum=1), integer(patience, "patience", minimum=1)
+        self.batch_size = integer(batch_size, "batch_size", minimum=1)
+        self.weight_decay = real(weight_decay, "weight_decay", at_least=0)
         if loss not in self.losses:
             raise ValueError(f"loss must be one of {', '.join(self.losses)}, not {loss!r}")
-        self.loss, self.huber_delta = loss, float(huber_delta)
+        self.loss, self.huber_delta = loss, real(huber_delta, "huber_delta", above=0)
 
     def _network(self, n_in, n_out):
         import torch.nn as nn
@@ -225,12 +227,16 @@ class LightGBMProbe(Probe):
                  early_stopping_rounds=50, max_bin=255, colsample_bytree=1.0, n_jobs=2, score_range=(0.0, 10.0),
                  seed=42):
         super().__init__(score_range, seed)
-        self.n_estimators, self.learning_rate = int(n_estimators), float(learning_rate)
-        self.max_depth, self.num_leaves = int(max_depth), int(num_leaves)
-        self.early_stopping_rounds, self.n_jobs = int(early_stopping_rounds), int(n_jobs)
+        self.n_estimators = integer(n_estimators, "n_estimators", minimum=1)
+        self.learning_rate = real(learning_rate, "learning_rate", above=0)
+        self.max_depth = integer(max_depth, "max_depth", minimum=-1)        # -1: no limit
+        self.num_leaves = integer(num_leaves, "num_leaves", minimum=2)
+        self.early_stopping_rounds = integer(early_stopping_rounds, "early_stopping_rounds", minimum=1)
+        self.n_jobs = integer(n_jobs, "n_jobs")
         # Histogram bins per feature and share of features per tree: on 1,000-d embeddings these two set the
         # cost of every boosting round.
-        self.max_bin, self.colsample_bytree = int(max_bin), float(colsample_bytree)
+        self.max_bin = integer(max_bin, "max_bin", minimum=2)
+        self.colsample_bytree = real(colsample_bytree, "colsample_bytree", above=0, at_most=1)
 
     def fit(self, X, y, X_val, y_val):
         import lightgbm as lgb
@@ -282,7 +288,7 @@ class SeedEnsemble:
         if not members:
             raise ValueError("a seed ensemble needs at least one member")
         self.members = list(members)
-        self.dense_components = int(dense_components)
+        self.dense_components = integer(dense_components, "dense_components", minimum=1)
         self.components_ = None     # the truncated SVD's components, when fitted on sparse inputs
 
     def _dense(self, X):
@@ -335,18 +341,21 @@ class SeedEnsemble:
 PROBES = {cls.kind: cls for cls in (RidgeProbe, MLPProbe, LightGBMProbe)}
 
 
-def seed_list(cls, seeds, base_seed):
-    """`seeds` as a list: a count n means base_seed .. base_seed + n - 1; a list is taken as it is."""
+def seed_list(cls, seeds, first):
+    """`seeds` as a list: a count n means first .. first + n - 1; a list is taken as it is."""
     if seeds is None:
         seeds = cls.default_seeds
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
         raise ValueError(f"seeds must be a count or a list of seeds, not {seeds!r}")
-    listed = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not listed or len(set(listed)) != len(listed):
-        raise ValueError(f"seeds must name at least one seed, each once: {seeds!r}")
-    if len(listed) > 1 and not cls.stochastic:
+    if isinstance(seeds, int):
+        chosen = list(range(first, first + integer(seeds, "seeds", minimum=1)))
+    else:
+        chosen = listed(seeds, "seeds", lambda s, name: integer(s, name, minimum=0))
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"seeds must name each seed once: {seeds!r}")
+    if len(chosen) > 1 and not cls.stochastic:
         raise ValueError(f"{cls.kind} is deterministic: every seed gives the same fit, so seeds must be 1")
-    return listed
+    return chosen
 
 
 def build_probe(name, hyperparameters, score_range, seed):
@@ -370,10 +379,10 @@ def selected_probes(params, params_path="params.yaml"):
 
 def built_probes(params, score_range, params_path="params.yaml"):
     """Every selected probe built before any is fitted, so that a bad hyperparameter fails at once."""
-    built = []
+    built, seed = [], base_seed(params, params_path)
     for name, hyperparameters in selected_probes(params, params_path):
         try:
-            built.append((name, build_probe(name, hyperparameters, score_range, int(params["seed"]))))
+            built.append((name, build_probe(name, hyperparameters, score_range, seed)))
         except (TypeError, ValueError) as err:
             raise InputError(params_path, str(err), field=f"probes.{name}") from None
     return built

@@ -5,12 +5,25 @@ line and field, and the stratified train/val/test split.
   generic: {"id", "title", "text", "scores": {dimension: float}}
 """
 import math
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from news_probes.data import SPLITS
 from news_probes.io import InputError, read_jsonl, source_name
+
+
+def visible(text):
+    """The text without invisible format characters (Unicode category Cf: zero-width spaces, joiners, marks of
+    direction, byte-order marks) and surrounding whitespace: what emptiness is judged on."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
+def id_key(article_id):
+    """What ids are compared by: NFKC-normalised, without invisible format characters, so two ids a reader
+    cannot tell apart are one id."""
+    return visible(unicodedata.normalize("NFKC", str(article_id)))
 
 
 def article_fields(number, obj, path):
@@ -20,15 +33,15 @@ def article_fields(number, obj, path):
 
     if "id" not in obj:
         fail("id", "missing field")
-    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or str(obj["id"]).strip() == "":
-        fail("id", "must be a non-empty string or integer")
+    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or not id_key(obj["id"]):
+        fail("id", "must be a non-empty string or integer (invisible characters do not count)")
     title = obj.get("title", "")
     if not isinstance(title, str):
         fail("title", "must be a string")
     text_field = "content" if "content" in obj else "text"
     text = obj.get(text_field)
-    if not isinstance(text, str) or not text.strip():
-        fail(text_field, "missing or empty text")
+    if not isinstance(text, str) or not visible(text):
+        fail(text_field, "missing or empty text (invisible characters and whitespace do not count)")
     return {"id": str(obj["id"]), "title": title.strip(), "text": text.strip()}
 
 
@@ -65,11 +78,15 @@ def normalise(number, obj, path):
 
 
 def claim_id(seen, article_id, number, path):
-    """Record that `article_id` is on line `number`; a second claim is an error naming both lines."""
-    if article_id in seen:
-        raise InputError(path, f"duplicate id {article_id!r} (first on line {seen[article_id]})",
-                         line=number, field="id")
-    seen[article_id] = number
+    """Record that `article_id` is on line `number`; a second claim of the same id (as id_key compares them) is
+    an error naming both lines."""
+    key = id_key(article_id)
+    if key in seen:
+        first, first_id = seen[key]
+        same = "" if first_id == article_id else f", written {first_id!r} there: the same id once normalised"
+        raise InputError(path, f"duplicate id {article_id!r} (first on line {first}{same})", line=number,
+                         field="id")
+    seen[key] = (number, article_id)
 
 
 def load_records(path, score_range):

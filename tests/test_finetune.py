@@ -68,7 +68,7 @@ def test_validation_every_n_steps_keeps_the_best_adapter_between_epochs(tiny_qwe
     assert model.best_step_ == model.validations_[maes.index(min(maes))]["step"]
     assert [h["val_mae"] for h in model.history_] == [maes[1], maes[3]]
     assert np.abs(model.predict(val_texts) - y_val).mean() == pytest.approx(model.best_val_mae_, abs=1e-5)
-    with pytest.raises(ValueError, match="eval_steps must be 0"):
+    with pytest.raises(ValueError, match=r"eval_steps \(0: each epoch only\) must be an integer >= 0, not -1"):
         tiny_regressor(tiny_qwen_dir, eval_steps=-1)
 
 

@@ -82,6 +82,12 @@ BAD_INPUTS = {
     "out-of-range score": (lambda rows: rows[8]["labels"].__setitem__(2, 11.5), 9, "justice", "outside the range"),
     "empty text": (lambda rows: rows[5].__setitem__("content", "   "), 6, "content", "empty text"),
     "duplicate id": (lambda rows: rows[9].__setitem__("id", "r1"), 10, "id", "duplicate id 'r1'"),
+    # Invisible format characters (Unicode Cf) do not make text, and do not make two ids different.
+    "zero-width-only text": (lambda rows: rows[4].__setitem__("content", "\u200b\u200b \u2060"), 5, "content",
+                             "empty text"),
+    "ids equal once normalised": (lambda rows: rows[11].__setitem__("id", "r\u200b1"), 12, "id",
+                                  "first on line 2, written 'r1' there: the same id once normalised"),
+    "fullwidth id": (lambda rows: rows[12].__setitem__("id", "\uff52\uff11"), 13, "id", "duplicate id"),
     "different dimensions": (lambda rows: rows[7].__setitem__("dimension_names", ["a", "b", "c"]), 8,
                              "dimension_names", "differ"),
 }

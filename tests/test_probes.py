@@ -158,7 +158,8 @@ def test_seed_counts_and_lists():
     assert build_probe("mlp", {"seeds": [5, 1]}, (0, 10), 42).seeds == [5, 1]
     assert build_probe("mlp", {}, (0, 10), 42).seeds == [42, 43, 44, 45, 46]     # default: 5 seeds
     assert build_probe("ridge", {}, (0, 10), 42).seeds == [42]
-    for seeds, message in ((3, "ridge is deterministic"), (0, "at least one seed"), ([1, 1], "each once"),
+    for seeds, message in ((3, "ridge is deterministic"), (0, "seeds must be an integer >= 1, not 0"),
+                           ([1, 1], "each seed once"), ([], "seeds must be a non-empty list"),
                            ("5", "a count or a list")):
         with pytest.raises(ValueError, match=message):
             build_probe("ridge" if seeds == 3 else "mlp", {"seeds": seeds}, (0, 10), 42)

@@ -216,3 +216,16 @@ def test_report_routing_section_equals_the_route_stage_metrics(small_run):
     assert (f"the hybrid scored the {n_test} test articles in {s['hybrid_ms_per_article']:.1f} ms per article "
             f"({s['routed']} routed), the adapter alone in {s['adapter_ms_per_article']:.1f} ms") in text
     assert "![Routing trade-off](../plots/png/routing.png)" in text
+
+
+def test_a_constant_dimension_is_named_not_silently_dropped_from_the_spearman_mean():
+    from news_probes.comparison import summary_section
+    per_dimension = {"a": {"spearman": 0.5}, "b": {"spearman": None}}
+    row = {"val": {"mae": 1.0}, "mae": 1.0, "rmse": 1.2, "spearman": 0.5, "gap": None, "per_dimension": per_dimension}
+    c = ("m", "ridge")
+    run = {"results": {c: row}, "order": [c], "best": c, "baseline": {"measured": False},
+           "ci": {c: {"mae": [0.9, 1.1]}}}
+    text = "\n".join(summary_section(run))
+    assert "undefined where the truth or the predictions are constant, here for m / ridge: b." in text
+    row["per_dimension"]["b"]["spearman"] = 0.1
+    assert "Spearman is the mean" not in "\n".join(summary_section(run))       # said only where it applies

@@ -5,7 +5,6 @@ nothing and say so. Loss per step and validation MAE go to
 DVCLive (metrics/finetune/), with timings, latency and peak memory in its metrics.json."""
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from news_probes.artifacts import NO_PROFILE, PREDICTED_SPLITS, save_predictions
 from news_probes.data import SPLITS, load_schema, load_split, model_input
 from news_probes.io import InputError, run_main, staged_directory, write_json
 from news_probes.lora import LoRARegressor, finetune_profile
-from news_probes.params import load_params
+from news_probes.params import base_seed, load_params
 from news_probes.timing import latency_ms, peak_memory_mb
 
 LATENCY_ARTICLES = 16     # test articles scored one at a time, then in one batch
@@ -21,11 +20,11 @@ LATENCY_ARTICLES = 16     # test articles scored one at a time, then in one batc
 
 def no_finetune(out_dir, live_dir):
     """`finetune.profile: none`: the stage's outputs say that no baseline was trained (DVC needs them to exist)."""
-    with staged_directory(out_dir) as staging:
-        write_no_baseline(staging, "finetune.profile is none: no adapter was trained, so there is no measured baseline")
-    (Path(live_dir) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     summary = {"profile": NO_PROFILE, "trained": False, "hardware": None}
-    write_json(Path(live_dir) / "metrics.json", summary)
+    with staged_directory(out_dir) as staging, staged_directory(live_dir) as live_staging:
+        write_no_baseline(staging, "finetune.profile is none: no adapter was trained, so there is no measured baseline")
+        (live_staging / "plots" / "metrics").mkdir(parents=True)
+        write_json(live_staging / "metrics.json", summary)
     return summary
 
 
@@ -39,13 +38,17 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
     texts = {s: [model_input(r) for r in rows] for s, rows in splits.items()}
     y = {s: np.array([r["labels"] for r in rows], dtype=np.float64) for s, rows in splits.items()}
     try:
-        regressor = LoRARegressor(**settings, seed=int(params["seed"]), score_range=schema["score_range"])
+        regressor = LoRARegressor(**settings, seed=base_seed(params, params_path),
+                                  score_range=schema["score_range"])
     except (TypeError, ValueError) as err:
         raise InputError(params_path, str(err), field=f"finetune.profiles.{name}") from None
 
     # DVCLive writes metrics.json and plots/metrics/**.tsv; no dvc.yaml of its own and no experiment: the stage
-    # declares these files, and `dvc exp run` makes the experiment.
-    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
+    # declares these files, and `dvc exp run` makes the experiment. It writes into a staging folder renamed into
+    # place once it has closed, so a killed run leaves the previous complete files (or none), never a partial
+    # metrics.json or half a curve.
+    with staged_directory(live_dir) as live_staging, \
+            Live(str(live_staging), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
         def on_step(record):
             live.log_metric("train/loss", record["loss"])
             live.log_metric("train/lr", record["lr"])

@@ -4,21 +4,25 @@ import argparse
 
 from news_probes.data import write_prepared
 from news_probes.io import InputError, run_main, staged_directory, write_json
-from news_probes.params import load_params
+from news_probes.params import base_seed, field_check, integer, load_params, real
 from news_probes.records import infer_range, load_records, split_records, split_stats
 
 
 def prepare(raw, out_dir, metrics_path, params, params_path="params.yaml"):
     data = params["data"]
+    seed = base_seed(params, params_path)
+    val_fraction = field_check(params_path, "data.val_fraction", real, data.get("val_fraction"), above=0, at_most=0.9)
+    test_fraction = field_check(params_path, "data.test_fraction", real, data.get("test_fraction"), above=0,
+                                at_most=0.9)
+    if val_fraction + test_fraction >= 1:
+        raise InputError(params_path, "val_fraction and test_fraction must sum below 1", field="data")
+    strata = field_check(params_path, "data.strata", integer, data.get("strata", 5), minimum=1)
     pinned = data.get("score_range", "auto")
     if pinned != "auto" and not (isinstance(pinned, list) and len(pinned) == 2 and pinned[0] < pinned[1]):
         raise InputError(params_path, "must be auto or [low, high]", field="data.score_range")
     records, dimensions = load_records(raw, None if pinned == "auto" else pinned)
     score_range = infer_range(records) if pinned == "auto" else [float(v) for v in pinned]
-    val_fraction, test_fraction = float(data["val_fraction"]), float(data["test_fraction"])
-    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
-        raise InputError(params_path, "val_fraction and test_fraction must be > 0 and sum below 1", field="data")
-    splits = split_records(records, val_fraction, test_fraction, int(data.get("strata", 5)), int(params["seed"]), raw)
+    splits = split_records(records, val_fraction, test_fraction, strata, seed, raw)
 
     with staged_directory(out_dir) as staging:
         write_prepared(staging, splits, dimensions, score_range)

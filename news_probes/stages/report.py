@@ -13,7 +13,7 @@ from news_probes.comparison import markdown
 from news_probes.data import load_schema, load_split
 from news_probes.io import read_json, run_main, write_bytes
 from news_probes.metrics import bootstrap
-from news_probes.params import STACKED, load_params, scored_candidates
+from news_probes.params import STACKED, base_seed, field_check, integer, load_params, scored_candidates
 from news_probes.plots import write_plots, write_pngs
 
 
@@ -35,10 +35,11 @@ def load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, met
         results[tuned] = {**baseline, "gap": 0.0}
     errors = {c: np.abs(preds[c] - truth).mean(axis=1) for c in preds}
     best = (summary["best"]["model"], summary["best"]["probe"])
-    resamples = int((params.get("report") or {}).get("bootstrap_resamples", 1000))
+    resamples = field_check("params.yaml", "report.bootstrap_resamples", integer,
+                            (params.get("report") or {}).get("bootstrap_resamples", 1000), minimum=1)
     models = dict.fromkeys(c[0] for c in cands if c != STACKED)
     intervals = bootstrap(errors, [*cands, *([tuned] if tuned else [])], best, errors[tuned] if tuned else None,
-                          resamples, int(params["seed"]))
+                          resamples, base_seed(params))
     return {"params": params, "schema": schema, "dimensions": schema["dimensions"], "truth": truth, "preds": preds,
             "errors": errors, "results": results, "order": sorted(cands, key=lambda c: results[c]["val"]["mae"]),
             "best": best, "test_best": (summary["test_best"]["model"], summary["test_best"]["probe"]),

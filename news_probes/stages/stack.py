@@ -10,22 +10,20 @@ import numpy as np
 from news_probes.artifacts import PREDICTED_SPLITS, load_predictions, probe_dir, save_predictions, write_scoring
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
-from news_probes.params import STACKED, candidates, load_params, scored_candidates
+from news_probes.params import STACKED, base_seed, candidates, field_check, integer, load_params, scored_candidates
 from news_probes.stacking import Stack, cross_fitted
 
 
 def stack(prepared_dir, probes_dir, out_dir, weights_path, params, params_path="params.yaml"):
-    schema = load_schema(prepared_dir)
     settings = params.get("stack") or {}
+    folds = field_check(params_path, "stack.folds", integer, settings.get("folds", 5), minimum=2)
+    schema = load_schema(prepared_dir)
     cands = candidates(params)
     if STACKED not in scored_candidates(params):
         with staged_directory(out_dir) as staging:
             (staging / "NOT_STACKED").write_text("fewer than two candidates in the grid\n", encoding="utf-8")
         write_json(weights_path, {"weighting": None, "folds": None, "weights": {}})
         return {"weighting": None, "weights": {}}
-    folds = int(settings.get("folds", 5))
-    if folds < 2:
-        raise InputError(params_path, "must be at least 2", field="stack.folds")
     ids = {split: [r["id"] for r in load_split(prepared_dir, split)] for split in PREDICTED_SPLITS}
     truth_val = np.array([r["labels"] for r in load_split(prepared_dir, "val")])
     P = {split: np.stack([load_predictions(probe_dir(probes_dir, *c), split, ids[split])["scores"] for c in cands])
@@ -35,7 +33,7 @@ def stack(prepared_dir, probes_dir, out_dir, weights_path, params, params_path="
     except ValueError as err:
         raise InputError(params_path, str(err), field="stack.weights") from None
     model.fit(P["val"], truth_val)
-    val_scores = cross_fitted(model, P["val"], truth_val, folds, int(params["seed"]))
+    val_scores = cross_fitted(model, P["val"], truth_val, folds, base_seed(params, params_path))
     names = [f"{m}/{p}" for m, p in cands]
     weight_rows = model.weights_ if model.weights_.ndim == 2 else model.weights_[None, :]
     # what `news-probes score` needs: the members with a non-zero weight, as paths relative to this folder
