@@ -20,6 +20,7 @@ import numpy as np
 
 from news_probes.io import InputError
 from news_probes.metrics import tier_of, weighted_score
+from news_probes.params import field_check, listed, real
 
 RULES = ("weighted_score", "uncertainty")
 TARGETS = ("recall_high", "max_mae_loss")
@@ -41,18 +42,15 @@ def route_config(params, params_path="params.yaml"):
         if set(thresholds) != {"quantiles"} or isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InputError(params_path, "must be a list of numbers or {quantiles: N} with N >= 1",
                              field="route.thresholds")
-    elif (not isinstance(thresholds, list) or not thresholds
-          or any(isinstance(t, bool) or not isinstance(t, (int, float)) for t in thresholds)):
-        raise InputError(params_path, "must be a non-empty list of numbers or {quantiles: N}",
-                         field="route.thresholds")
+    else:
+        field_check(params_path, "route.thresholds", lambda value, name: listed(value, name, real), thresholds)
     target = section["target"] or {}
     if not isinstance(target, dict) or set(target) - set(TARGETS):
         raise InputError(params_path, f"must be a mapping with keys among {TARGETS}", field="route.target")
+    bounds = {"recall_high": {"at_least": 0, "at_most": 1}, "max_mae_loss": {}}
     for key, value in target.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InputError(params_path, f"must be a number or null, not {value!r}", field=f"route.target.{key}")
-    if not 0 <= (target.get("recall_high") or 0) <= 1:
-        raise InputError(params_path, "must lie in 0..1", field="route.target.recall_high")
+        if value is not None:
+            field_check(params_path, f"route.target.{key}", real, value, **bounds[key])
     if not isinstance(section["screen"], str) or not section["screen"]:
         raise InputError(params_path, "must be `best` or a candidate as <model>/<probe>", field="route.screen")
     return {**section, "target": {k: v for k, v in target.items() if v is not None}}

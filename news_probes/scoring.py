@@ -68,17 +68,15 @@ class StackScorer:
 
     def __init__(self, stack_dir, dtype="auto"):
         from pathlib import Path
-        import numpy as np
-        from news_probes.stacking import Stack
+        from news_probes.stacking import Stack, recorded_weights
         info = read_scoring(stack_dir)
         self.dimensions = info["dimensions"]
         self.names = [m["candidate"] for m in info["members"]]
         shared = {}         # one embedder per model for all members: each text is encoded once per model
         self.members = [Scorer(Path(stack_dir) / m["folder"], dtype=dtype, shared=shared) for m in info["members"]]
-        # the stage's fitted Stack, restricted to the members with a weight: (members,) shared, (dims, members)
+        # the stage's fitted Stack, restricted to the members with a weight
         self.stack = Stack(info["weighting"], info["score_range"])
-        weights = np.array([m["weights"] for m in info["members"]]).T
-        self.stack.weights_ = weights[0] if info["weighting"] == "shared" else weights
+        self.stack.weights_ = recorded_weights(info)
 
     def describe(self):
         return f"stack of {len(self.members)} candidates ({', '.join(self.names)})"

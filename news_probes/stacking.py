@@ -73,3 +73,10 @@ def cross_fitted(stack, predictions, truth, folds, seed):
         fold = type(stack)(stack.weighting, stack.score_range).fit(predictions[:, kept], truth[kept])
         out[held] = fold.predict(predictions[:, held])
     return out
+
+
+def recorded_weights(info):
+    """The weights of the stack stage's scoring.json `info`, as Stack.weights_ holds them, over the members it
+    lists (those with a weight): (members,) shared, (dimensions, members) per dimension."""
+    weights = np.array([m["weights"] for m in info["members"]]).T
+    return weights[0] if info["weighting"] == "shared" else weights

@@ -24,6 +24,7 @@ from news_probes.params import STACKED, load_params, scored_candidates
 from news_probes.routing import (choose, curve, hybrid, measure, route_config, routed, thresholds_for,
                                  with_costs)
 from news_probes.scoring import AdapterScorer, RouteScorer, load_scorer
+from news_probes.stacking import recorded_weights
 from news_probes.timing import latency
 
 LATENCY_ARTICLES = 8       # test articles scored one at a time by each path, for the single-article costs
@@ -47,10 +48,10 @@ def screen_members(screen, screen_dir, predictions, split, ids):
     candidate its members' predictions and the stack's weights."""
     if screen != STACKED:
         return predictions["seed_scores"], None
-    members = read_scoring(screen_dir)["members"]
-    scores = np.stack([load_predictions(Path(screen_dir) / m["folder"], split, ids)["scores"] for m in members])
-    weights = np.array([m["weights"] for m in members]).T          # (1 or dimensions, members)
-    return scores, weights[0] if len(weights) == 1 else weights
+    info = read_scoring(screen_dir)
+    scores = np.stack([load_predictions(Path(screen_dir) / m["folder"], split, ids)["scores"]
+                       for m in info["members"]])
+    return scores, recorded_weights(info)
 
 
 def measure_paths(scorer, texts, repeats=TIMING_REPEATS):
@@ -150,11 +151,11 @@ def compare_screens(params, dirs, ids, truth, adapter, config, filter_cfg):
         threshold = None if chosen is None else chosen["threshold"]
         test = at_threshold(curves["test"], threshold)
         probe_ms = stage_latency_ms(candidate, dirs["stacked"], dirs["embed_meta"], dirs["fit"], combined)
-        cost = probe_ms + test["share_routed"] * adapter_ms
+        costed = with_costs([test], probe_ms, adapter_ms)[0]
         rows.append({"screen": f"{candidate[0]}/{candidate[1]}", "threshold": threshold,
                      "val_share_routed": at_threshold(curves["val"], threshold)["share_routed"],
                      **{k: test[k] for k in ("share_routed", "mae", "recall_high", "false_negative_rate")},
-                     "probe_ms": probe_ms, "cost_ms": cost, "speedup": adapter_ms / cost})
+                     "probe_ms": probe_ms, "cost_ms": costed["cost_ms"], "speedup": costed["speedup"]})
     return sorted(rows, key=lambda r: r["cost_ms"])
 
 
