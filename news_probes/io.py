@@ -20,8 +20,14 @@ class InputError(Exception):
 
 
 def run_main(main):
-    """Run a stage's main(); turn InputError into a one-line message and a non-zero exit."""
+    """Run a stage's or the command's main() with the thread setting applied (news_probes.threads); turn
+    InputError into a one-line message and a non-zero exit."""
+    from news_probes import threads
     try:
+        try:
+            threads.apply()
+        except ValueError as err:
+            raise InputError("environment", str(err)) from None
         main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -101,6 +107,19 @@ def staged_directory(out_dir):
     staging.rename(out_dir)
 
 
+@contextlib.contextmanager
+def reading(path):
+    """Around the call that loads an artifact (np.load, torch.load, a LightGBM model): a truncated or altered
+    file fails as one InputError naming it, not as the library's traceback."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as err:    # each library has its own (BadZipFile, UnpicklingError, LightGBMError, ...)
+        raise InputError(path, f"unreadable ({type(err).__name__}: {err}); if it came from the DVC cache, run "
+                               f"`news-probes verify`, then `dvc repro`") from None
+
+
 def write_json(path, obj):
     _atomic(path, lambda f: (json.dump(clean_floats(obj), f, indent=2, allow_nan=False), f.write("\n")), "w")
 
@@ -126,5 +145,10 @@ def clean_floats(obj):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"malformed JSON at column {err.colno}: {err.msg}", line=err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8: byte 0x{err.object[err.start]:02x} at byte offset {err.start}") from None

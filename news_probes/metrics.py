@@ -6,6 +6,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from news_probes.io import InputError
+from news_probes.params import field_check, real
 
 
 def spearman(truth, pred):
@@ -72,16 +73,14 @@ def filter_config(params, dimensions, params_path="params.yaml"):
         if name not in dimensions:
             raise InputError(params_path, f"no dimension {name!r} in the data; dimensions: {', '.join(dimensions)}",
                              field=f"filter.weights.{name}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise InputError(params_path, f"must be a number >= 0, not {weight!r}", field=f"filter.weights.{name}")
+        field_check(params_path, f"filter.weights.{name}", real, weight, at_least=0)
     weights = [float(given.get(name, 0.0)) for name in dimensions]
     if sum(weights) <= 0:
         raise InputError(params_path, "at least one weight must be above 0", field="filter.weights")
     tiers = {**FILTER_DEFAULTS["tiers"], **(section["tiers"] or {})}
     numbers = {"threshold": section["threshold"], "tiers.high": tiers.get("high"), "tiers.medium": tiers.get("medium")}
     for field, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(params_path, f"must be a number, not {value!r}", field=f"filter.{field}")
+        field_check(params_path, f"filter.{field}", real, value)
     if set(tiers) != {"high", "medium"} or not tiers["medium"] < tiers["high"]:
         raise InputError(params_path, "needs high and medium, medium below high", field="filter.tiers")
     return {"weights": dict(zip(dimensions, weights)), "threshold": float(section["threshold"]),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from news_probes.io import InputError, read_json, write_bytes, write_json
+from news_probes.io import InputError, read_json, reading, write_bytes, write_json
 from news_probes.params import as_list, base_seed, check_names, integer, listed, real
 
 INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it each kind's arrays or weights
@@ -215,7 +215,8 @@ class MLPProbe(Probe):
         import torch
         probe = super()._restore(directory, params, arrays)
         probe.network_ = probe._network(int(probe.n_in_), int(probe.n_out_))
-        probe.network_.load_state_dict(torch.load(Path(directory) / "weights.pt", weights_only=True))
+        with reading(Path(directory) / "weights.pt"):
+            probe.network_.load_state_dict(torch.load(Path(directory) / "weights.pt", weights_only=True))
         return probe
 
 
@@ -272,7 +273,10 @@ class LightGBMProbe(Probe):
         import lightgbm as lgb
         probe = cls(**params)
         files = sorted(Path(directory).glob("booster_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
-        probe.boosters_ = [lgb.Booster(model_file=str(f)) for f in files]
+        probe.boosters_ = []
+        for f in files:
+            with reading(f):
+                probe.boosters_.append(lgb.Booster(model_file=str(f)))
         return probe
 
 
@@ -395,13 +399,14 @@ def load_probe(directory):
         ensemble = SeedEnsemble([load_probe(Path(directory) / f"seed-{s}") for s in info["seeds"]],
                                 info.get("dense_components", 256))
         if (Path(directory) / REDUCER).is_file():
-            with np.load(Path(directory) / REDUCER) as arrays:
+            with reading(Path(directory) / REDUCER), np.load(Path(directory) / REDUCER) as arrays:
                 ensemble.components_ = arrays["components_"]
         return ensemble
     cls = PROBES[info["kind"]]
     if cls is LightGBMProbe:
         return cls.load(directory, info["params"])
-    with np.load(Path(directory) / "arrays.npz") as arrays:
+    # the arrays (and an MLP's weights.pt) are read inside: a corrupted member fails naming the folder's file
+    with reading(Path(directory) / "arrays.npz"), np.load(Path(directory) / "arrays.npz") as arrays:
         return cls._restore(directory, info["params"], arrays)
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -160,3 +161,162 @@ def test_a_killed_finetune_leaves_the_previous_outputs_never_partial_ones(tiny_p
     after = {p.relative_to(tmp_path): p.read_bytes() for d in (live, adapter) for p in d.rglob("*") if p.is_file()}
     assert after == before
     assert json.loads((live / "metrics.json").read_text())["trained"] is True     # the complete summary
+
+
+def md5_of(path):
+    import hashlib
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def quality_metrics(work):
+    """The quality metrics a run commits (no timings): every file under metrics/probes, summary and data."""
+    files = [work / "metrics" / "summary.json", work / "metrics" / "data.json",
+             *sorted((work / "metrics" / "probes").rglob("*.json"))]
+    return {p.relative_to(work).as_posix(): p.read_text() for p in files}
+
+
+@pytest.mark.slow
+def test_a_corrupted_cache_object_is_found_removed_and_rebuilt(tmp_path, tiny_qwen_dir):
+    """What DVC does not check, and what `news-probes verify` does: a cached embedding corrupted in place is
+    checked out without a word, a forced probe run trains on it and stores the wrong outputs in the run-cache
+    under the right key; verify names the object and its stage, removes what was built on it, and the next
+    `dvc repro` gives the committed metrics back."""
+    from helpers import isolated_env, make_project, sh
+    env = isolated_env(tmp_path)
+    work = make_project(tmp_path / "project", env, tiny_qwen_dir)
+    sh("dvc repro -q && dvc status && git add -A && git commit -qm run", work, env)
+    committed = quality_metrics(work)
+    target = work / "data" / "embeddings" / "all-MiniLM-L6-v2" / "test.npy"
+    md5 = md5_of(target)
+    obj = work / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    before = obj.stat()
+    obj.chmod(0o644)
+    data = bytearray(obj.read_bytes())
+    data[-400:-200] = bytes(200)        # zeros over part of the last rows: same size, the header intact
+    obj.write_bytes(bytes(data))
+    os.utime(obj, ns=(before.st_atime_ns, before.st_mtime_ns))      # in place, as bit rot: mtime kept
+    # DVC's side: a checkout restores the corrupted bytes and reports nothing; status stays clean.
+    target.unlink()
+    sh("dvc checkout -q", work, env)
+    assert md5_of(target) != md5 and "up to date" in sh("dvc status", work, env)
+    # A forced run of the probes trains on them, and the run-cache records the result under the right key.
+    sh("dvc repro -q -f -s probe@all-MiniLM-L6-v2 && dvc repro -q", work, env)
+    assert quality_metrics(work) != committed
+
+    dry = sh("news-probes verify --dry-run", work, env, check=False)
+    assert dry.returncode == 1 and f".dvc/cache/files/md5/{md5[:2]}/{md5[2:]}" in dry.stderr
+    assert "stage embed@all-MiniLM-L6-v2" in dry.stderr and obj.exists()
+    done = sh("news-probes verify", work, env, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "corrupted cache object" in done.stderr and "corrupted workspace file" in done.stderr
+    assert "dropped stage probe@all-MiniLM-L6-v2 from dvc.lock" in done.stderr
+    assert "removed run-cache entry" in done.stderr
+    assert not obj.exists() and not target.exists()
+    sh("dvc repro -q", work, env)
+    assert quality_metrics(work) == committed and md5_of(target) == md5
+    assert sh("news-probes verify", work, env, check=False).returncode == 0
+
+
+def test_what_dvc_checks_of_its_cache_and_what_verify_adds(tmp_path):
+    """DVC re-hashes a cache object only when its recorded mtime, inode or size changed: an object rewritten
+    with a new mtime is noticed by `dvc status` (and deleted), one corrupted in place with its mtime kept (what
+    bit rot or a restored backup looks like) is trusted by status and checkout alike. verify finds it and, the
+    workspace copy being intact, puts the object back from it; nothing else is removed."""
+    from helpers import isolated_env, sh
+    from news_probes.verify import verify
+    env = isolated_env(tmp_path)
+    work = tmp_path / "repo"
+    work.mkdir()
+    sh("git init -q -b main && dvc init -q", work, env)
+    (work / "dvc.yaml").write_text("stages:\n  copy:\n    cmd: mkdir -p out && cp in.txt out/a.txt && "
+                                   "echo other > b.txt\n    deps: [in.txt]\n    outs: [out, b.txt]\n")
+    (work / "in.txt").write_text("hello\n")
+    sh("dvc repro -q && dvc status", work, env)      # status records the objects' hashes in DVC's state
+    md5 = md5_of(work / "out" / "a.txt")
+    obj = work / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    before = obj.stat()
+    obj.chmod(0o644)
+    obj.write_text("hellO\n")
+    os.utime(obj, ns=(before.st_atime_ns, before.st_mtime_ns))
+    obj.chmod(before.st_mode)
+    assert "up to date" in sh("dvc status", work, env) and obj.read_text() == "hellO\n"
+    report = verify(work, dry_run=True)
+    assert [(f.kind, f.stage, f.label) for f in report.findings] == [("cache object", "copy", "out/a.txt")]
+    assert obj.read_text() == "hellO\n"
+    report = verify(work)
+    assert obj.read_text() == "hello\n" and report.actions == [
+        f"restored .dvc/cache/files/md5/{md5[:2]}/{md5[2:]} from its intact workspace copy out/a.txt"]
+    assert (work / "b.txt").exists() and not verify(work).findings
+    # A new mtime: DVC's own check notices, and removes the object.
+    obj.chmod(0o644)
+    obj.write_text("hellO\n")
+    assert "not in cache" in sh("dvc status", work, env) and not obj.exists()
+
+
+def test_a_corrupted_artifact_fails_with_its_path(tiny_pipeline, tmp_path):
+    """Truncated or altered files a stage or the scorer loads: one error naming the file, never a traceback."""
+    import shutil
+    from news_probes.artifacts import load_embeddings, load_predictions, save_predictions
+    from news_probes.probes import load_probe
+    root, _ = tiny_pipeline
+    probe = tmp_path / "ridge"
+    shutil.copytree(root / "probes" / "tiny" / "ridge", probe)
+    arrays = next(probe.rglob("arrays.npz"))
+    arrays.write_bytes(arrays.read_bytes()[:-30])
+    with pytest.raises(InputError, match=rf"{arrays}: unreadable \(BadZipFile"):
+        load_probe(probe)
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    np.save(emb / "test.npy", np.full((3, 4), np.nan, dtype=np.float32))
+    with pytest.raises(InputError, match=rf"{emb / 'test.npy'}: values that are not finite"):
+        load_embeddings(emb, "test", 3)
+    np.save(emb / "val.npy", np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(InputError, match=r"val.npy: dtype int64, shape \(3, 4\), expected float32"):
+        load_embeddings(emb, "val", 3)
+    save_predictions(tmp_path, "val", ["a", "b"], np.zeros((2, 3)), seed_scores=np.zeros((5, 2, 2)))
+    with pytest.raises(InputError, match=r"val_predictions.npz: seed_scores: shape \(5, 2, 2\), expected \(seeds, 2, 3\)"):
+        load_predictions(tmp_path, "val", ["a", "b"])
+    (tmp_path / "test_predictions.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(InputError, match=r"test_predictions.npz: unreadable"):
+        load_predictions(tmp_path, "test", ["a", "b"])
+
+
+def test_the_thread_setting(tmp_path):
+    from news_probes import threads
+    assert threads.threads({}, cores=8, workers=0) == 8
+    assert threads.threads({}, cores=8, workers=2) == 4
+    assert threads.threads({}, cores=2, workers=3) == 1
+    assert threads.threads({"NEWS_PROBES_THREADS": "3"}, cores=8, workers=2) == 3
+    assert threads.threads({"OMP_NUM_THREADS": "5"}, cores=8, workers=2) == 5
+    assert threads.threads({"NEWS_PROBES_THREADS": "auto", "OMP_NUM_THREADS": "5"}, cores=8) == 5
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match=rf"NEWS_PROBES_THREADS must be an integer >= 1 or auto, not '{bad}'"):
+            threads.threads({"NEWS_PROBES_THREADS": bad})
+    # queue workers as DVC starts them: `dvc exp queue-worker <node>`, one node per worker
+    for pid, args in {"11": ["python", "dvc", "exp", "queue-worker", "dvc-exp-a1b2c3-1@localhost"],
+                      "12": ["python", "dvc", "exp", "queue-worker", "dvc-exp-a1b2c3-2@localhost"],
+                      "13": ["python", "-m", "news_probes.stages.embed"], "self": ["ignored"]}.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(a.encode() for a in args) + b"\0")
+    assert threads.queue_workers(tmp_path) == 2
+    # a stage applies it before torch loads; a malformed setting is one line and exit 2
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    shown = subprocess.run([sys.executable, "-c", "import torch; from news_probes.io import run_main; "
+                            "run_main(lambda: print(torch.get_num_threads()))"],
+                           env={**env, "NEWS_PROBES_THREADS": "1"}, capture_output=True, text=True)
+    assert shown.stdout.strip() == "1", shown.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "news_probes.stages.prepare", "--help"], env={**env, "NEWS_PROBES_THREADS": "x"},
+        capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: environment: NEWS_PROBES_THREADS must be an " \
+                                                         "integer >= 1 or auto, not 'x'"
+
+
+def test_the_scorer_refuses_invisible_only_text_and_ids_equal_once_normalised(tmp_path):
+    """What prepare refuses, the scorer's reader refuses too: it shares the record checks."""
+    blank = write_lines(tmp_path / "blank.jsonl", [{"id": "a", "text": "clinic"}, {"id": "b", "text": "\u200b\u2060 "}])
+    with pytest.raises(InputError, match=r"blank.jsonl:2: text: missing or empty text"):
+        read_articles(blank)
+    twins = write_lines(tmp_path / "twins.jsonl", [{"id": "a1", "text": "clinic"}, {"id": "a\u200b1", "text": "farm"}])
+    with pytest.raises(InputError, match=r"twins.jsonl:2: id: duplicate id .* \(first on line 1"):
+        read_articles(twins)
