@@ -91,8 +91,9 @@ def _check_files(report, stage, out, files):
     odb, name = out.cache, out.hash_name
     for label, expected, workspace in files:
         expected_hash = expected.removesuffix(".dir")
-        copy_hash = file_hash(workspace, name) if workspace is not None and workspace.exists() else None
-        if workspace is not None and workspace.exists():
+        present = workspace is not None and workspace.exists()
+        copy_hash = file_hash(workspace, name) if present else None
+        if present:
             report.checked += 1
             if copy_hash != expected_hash:
                 report.findings.append(Finding("workspace file", str(workspace), stage, out.def_path, label,
@@ -143,16 +144,14 @@ def _suspect_stages(repo, report):
 
 
 def _bad_hashes(repo, report, suspects):
-    """Every hash a run-cache entry could name for what is bad: each bad file's (unless restored from an intact
-    copy), and each output of a suspect stage."""
-    hashes = {f.expected for f in report.findings if not f.good_copy}
-    hashes.update(out.hash_info.value for stage in suspects for out in stage.outs
-                  if out.hash_info and out.hash_info.value)
-    for stage in repo.index.stages:
-        for out in stage.outs:
-            if out.hash_info and out.hash_info.isdir and any(f.output == out.def_path and not f.good_copy
-                                                             for f in report.findings):
-                hashes.add(out.hash_info.value)
+    """Every hash a run-cache entry could name for what is bad: each bad file's and its output's (unless restored
+    from an intact copy: an entry names a folder by its `.dir` hash only), and each output of a suspect stage."""
+    unrestored = [f for f in report.findings if not f.good_copy]
+    bad_outputs, suspect_names = {f.output for f in unrestored}, {stage.name for stage in suspects}
+    hashes = {f.expected for f in unrestored}
+    hashes.update(out.hash_info.value for stage in repo.index.stages for out in stage.outs
+                  if (stage.name in suspect_names or out.def_path in bad_outputs)
+                  and out.hash_info and out.hash_info.value)
     return hashes
 
 
@@ -172,6 +171,8 @@ def _run_cache_entries(root, hashes):
 
 def repair(repo, report):
     """Act on check()'s findings (see the module's docstring); the actions are added to report.actions."""
+    from dvc.dvcfile import Lockfile
+    root = Path(repo.root_dir)
     for f in report.findings:
         if f.kind != "cache object":
             continue
@@ -179,13 +180,11 @@ def repair(repo, report):
         if f.good_copy:
             shutil.copyfile(f.good_copy, f.path)
             os.chmod(f.path, 0o444)
-            report.actions.append(f"restored {os.path.relpath(f.path, repo.root_dir)} from its intact workspace "
-                                  f"copy {os.path.relpath(f.good_copy, repo.root_dir)}")
+            report.actions.append(f"restored {os.path.relpath(f.path, root)} from its intact workspace copy "
+                                  f"{os.path.relpath(f.good_copy, root)}")
         else:
-            report.actions.append(f"removed {os.path.relpath(f.path, repo.root_dir)}")
-    from dvc.dvcfile import Lockfile
+            report.actions.append(f"removed {os.path.relpath(f.path, root)}")
     suspects = _suspect_stages(repo, report)
-    root = Path(repo.root_dir)
     for stage in suspects:
         # dropped from dvc.lock: with its entry, `dvc repro` would check its recorded outputs out of the cache
         # ("is cached - skipping run") instead of running it on the rebuilt inputs
