@@ -82,8 +82,14 @@ def describe_embedder(model, meta):
     per_text = (sum(int(k) * v for k, v in windows.items()) / max(1, sum(windows.values()))) if windows else 1
     seen = (f"chunks: {per_text:.2f} windows per text" if meta.get("truncation") == "chunks"
             else f"cut to the {meta.get('truncation', 'head')}")
-    return (f"{model} ({meta['dimension']}-d, {meta.get('dtype', '?')} on {meta.get('device', '?')}, "
+    return (f"{model} ({meta['dimension']}-d, {precision(meta)}, "
             f"{meta['max_tokens']}-token window; {meta['truncated_share']:.0%} of texts longer, {seen})")
+
+
+def precision(meta):
+    """How an embed stage computed: 'float32 (torch) on cpu', 'int8 (onnx-int8) on cpu'."""
+    backend = f" ({meta['backend']})" if meta.get("backend") else ""
+    return f"{meta.get('dtype', '?')}{backend} on {meta.get('device', '?')}"
 
 
 def header(run):
@@ -246,7 +252,7 @@ def efficiency_section(run):
         meta = embed_meta[model]
         for probe in [c[1] for c in order if c[0] == model]:
             fit = fits[model][probe]
-            eff.append([model, probe, f"{meta.get('dtype', '?')} on {meta.get('device', '?')}",
+            eff.append([model, probe, precision(meta),
                         f"{1000 * meta['seconds'] / meta['texts']:.1f} s", fmt(meta.get("tokens_per_second"), ",.0f"),
                         f"{fit['fit_seconds']:.2f} s", f"{meta['latency_ms']['single']:.1f} ms",
                         f"{fit['latency_ms']['single']:.3f} ms", f"{fit['latency_ms']['batched']:.4f} ms",
@@ -261,11 +267,12 @@ def efficiency_section(run):
     return lines + [
         f"Fine-tuning (the finetune stage, profile `{tuning['profile']}`), measured in its run:", "",
         table(["baseline", "precision", "trainable parameters", "steps", "training", "per step",
-               "peak memory", "scoring, 1 article", "scoring, batched (per article)"],
+               "tokens / s (training)", "peak memory", "scoring, 1 article", "scoring, batched (per article)"],
               [[f"fine-tuned: {tuning['profile']}",
                 f"{tuning['dtype']}{' mixed' if tuning['dtype'] != 'float32' else ''} on {tuning['device']}",
                 f"{tuning['trainable_parameters']:,}", tuning["steps"], f"{tuning['fit_seconds']:.0f} s",
-                f"{tuning['seconds_per_step']:.2f} s", f"{tuning['peak_rss_mb']:,.0f} MB RSS",
+                f"{tuning['seconds_per_step']:.2f} s", fmt(tuning.get("train_tokens_per_second"), ",.0f"),
+                f"{tuning['peak_rss_mb']:,.0f} MB RSS",
                 f"{tuning['latency_ms']['single']:.1f} ms", f"{tuning['latency_ms']['batched']:.1f} ms"]]), ""]
 
 

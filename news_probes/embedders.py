@@ -14,6 +14,9 @@ An entry says where the weights are (`source`) and how to encode:
   stride:     chunks only: tokens between window starts (default: the window, no overlap)
   dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto follows
               hardware.choose_dtype (bfloat16 only where native). Embeddings are always returned as float32.
+  backend:    auto (default) | torch | onnx | onnx-int8: sentence-transformers only; onnx runs the exported model
+              in ONNX Runtime (fp32), onnx-int8 with int8 weights (news_probes.backends); auto follows
+              hardware.choose_backend
   device:     auto (default: CUDA when present) | cpu | cuda | cuda:N
   batch_size, normalize
   ngram_max, min_df, max_features: tfidf only (defaults 2, 2, 50000)
@@ -29,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from news_probes.artifacts import fitted_path
-from news_probes.hardware import DTYPES, choose_device, choose_dtype, signature
+from news_probes.backends import OnnxEncoder, exported_model
+from news_probes.hardware import BACKENDS, DTYPES, choose_backend, choose_device, choose_dtype, signature
 from news_probes.io import InputError, read_json, write_json
 from news_probes.params import field_check, integer, registry_entry
 from news_probes.sources import resolve_source
@@ -37,7 +41,7 @@ from news_probes.tokens import EMBED_TRUNCATION, special_tokens, windows
 
 KINDS = ("sentence-transformers", "mean-pool", "tfidf")
 ENTRY_KEYS = {"source", "kind", "prefix", "max_tokens", "truncation", "stride", "batch_size", "normalize", "dtype",
-              "device"}
+              "device", "backend"}
 TFIDF_KEYS = {"kind", "prefix", "ngram_max", "min_df", "max_features"}
 
 
@@ -54,6 +58,14 @@ def embedder_config(params, model, params_path="params.yaml"):
         raise InputError(params_path, f"truncation must be one of {EMBED_TRUNCATION}", field=f"{field}.truncation")
     if config.get("dtype", "auto") not in DTYPES:
         raise InputError(params_path, f"dtype must be one of {DTYPES}, not {config['dtype']!r}", field=f"{field}.dtype")
+    backend = config.get("backend", "auto")
+    if backend not in BACKENDS or (kind != KINDS[0] and backend not in ("auto", "torch")):
+        allowed = BACKENDS if kind == KINDS[0] else ("auto", "torch")
+        raise InputError(params_path, f"backend must be one of {allowed} for kind {kind}, not {backend!r}",
+                         field=f"{field}.backend")
+    if backend.startswith("onnx") and config.get("dtype", "auto") not in ("auto", "float32"):
+        raise InputError(params_path, f"backend {backend} computes in float32 (int8 weights for onnx-int8): dtype "
+                         f"must be auto or float32, not {config['dtype']!r}", field=f"{field}.dtype")
     minimums = {"batch_size": 1, "max_tokens": 4, "stride": 1, "ngram_max": 1, "min_df": 1, "max_features": 1}
     for key, minimum in minimums.items():
         if key in config:
@@ -125,18 +137,27 @@ class WindowEmbedder:
 
 class SentenceTransformerEmbedder(WindowEmbedder):
     def __init__(self, source, prefix="", max_tokens=256, truncation="head", stride=None, batch_size=32,
-                 normalize=False, dtype="auto", device="auto"):
+                 normalize=False, dtype="auto", device="auto", backend="auto"):
         import torch
         from sentence_transformers import SentenceTransformer
         self.device = choose_device(device)
-        self.dtype = choose_dtype(dtype, self.device)
-        self.hardware = signature(self.device, self.dtype)
+        if backend.startswith("onnx") and (self.device != "cpu" or dtype not in ("auto", "float32")):
+            raise ValueError(f"backend {backend} runs float32 models on the CPU, not {dtype} on {self.device}")
+        model_dtype = choose_dtype("float32" if backend.startswith("onnx") else dtype, self.device)
+        self.backend = choose_backend(backend, self.device, model_dtype)
         self.model = SentenceTransformer(resolve_source(source), device=self.device,
-                                         model_kwargs={"dtype": getattr(torch, self.dtype)})
+                                         model_kwargs={"dtype": getattr(torch, model_dtype)})
         self.model.max_seq_length = max_tokens
         self.tokenizer = self.model.tokenizer
         self._setup(prefix, max_tokens, truncation, stride, batch_size, normalize)
         self.token_types_ = "token_type_ids" in self.tokenizer.model_input_names
+        inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.token_types_ else [])
+        self.session_ = (None if self.backend == "torch" else
+                         OnnxEncoder(exported_model(self.model, inputs, self.backend), torch.get_num_threads()))
+        # the precision the encoder computes in: int8 weights for onnx-int8
+        self.dtype = "int8" if self.backend == "onnx-int8" else model_dtype
+        # the backend is part of what the numbers depend on: ONNX Runtime's kernels round differently from torch's
+        self.hardware = {**signature(self.device, self.dtype), "backend": self.backend}
 
     @property
     def dimension(self):
@@ -147,6 +168,8 @@ class SentenceTransformerEmbedder(WindowEmbedder):
         features = {"input_ids": ids, "attention_mask": mask}
         if self.token_types_:
             features["token_type_ids"] = torch.zeros_like(ids)
+        if self.session_ is not None:
+            return self.session_({name: tensor.cpu().numpy() for name, tensor in features.items()})
         return self.model(features)["sentence_embedding"].float().cpu().numpy()
 
 
@@ -154,13 +177,15 @@ class MeanPoolEmbedder(WindowEmbedder):
     """A frozen causal or masked LM: mean of the last hidden state over the real (non-padding) tokens."""
 
     def __init__(self, source, prefix="", max_tokens=512, truncation="head", stride=None, batch_size=8,
-                 normalize=False, dtype="auto", device="auto"):
+                 normalize=False, dtype="auto", device="auto", backend="auto"):
         import torch
         from transformers import AutoModel, AutoTokenizer
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"backend must be auto or torch for a mean-pool embedder, not {backend!r}")
         path = resolve_source(source)
-        self.device = choose_device(device)
+        self.device, self.backend = choose_device(device), "torch"
         self.dtype = choose_dtype(dtype, self.device)
-        self.hardware = signature(self.device, self.dtype)
+        self.hardware = {**signature(self.device, self.dtype), "backend": self.backend}
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -182,7 +207,7 @@ class TfidfEmbedder:
     only), rows scaled to unit length; `encode` returns a scipy CSR matrix (float32). Its state is plain JSON
     (vocabulary and idf), applied without scikit-learn's pickles."""
     kind = "tfidf"
-    device, dtype, max_tokens = "cpu", "float32", None
+    device, dtype, backend, max_tokens = "cpu", "float32", None, None
 
     def __init__(self, prefix="", ngram_max=2, min_df=2, max_features=50000):
         self.prefix, self.ngram_max, self.min_df, self.max_features = prefix, int(ngram_max), min_df, max_features
@@ -244,6 +269,7 @@ class ConcatEmbedder:
         self.members = members
         first = members[0]
         self.device, self.dtype, self.hardware, self.max_tokens = first.device, first.dtype, first.hardware, None
+        self.backend = first.backend
 
     @property
     def dimension(self):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_DTYPES = ("auto", "float32", "bfloat16")    # the adapter's: bf16 autocast over fp32 weights, or none
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")     # of a sentence-transformers encoder (news_probes.backends)
 # The CPU flags of native reduced-precision matmuls, per dtype.
 NATIVE_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
 LEVELS = ("default", "avx2", "avx512")
@@ -120,6 +121,23 @@ def emulation_slowdown(dtype, n=256):
         return time.perf_counter() - start
 
     return seconds(getattr(torch, dtype)) / max(seconds(torch.float32), 1e-9)
+
+
+def choose_backend(backend, device, dtype):
+    """The backend a sentence-transformers encoder runs on (news_probes.backends), given the dtype the model would
+    run in (choose_dtype's answer). `auto` is the fastest that passed bench/performance.py's fidelity test where
+    it was measured (bench/README.md): on a CPU computing float32, ONNX Runtime's fused fp32 graph (`onnx`:
+    the same embeddings as torch to float rounding, 1.4x its speed on an AVX2-only CPU), when onnxruntime is
+    installed; torch everywhere else: bf16 on CPUs where it is native (2.5x fp32 torch there) and on GPUs, which
+    ONNX Runtime's CPU build does not use. int8 (`onnx-int8`) is never chosen: it was faster still but moved the
+    probes' MAE beyond the bounds."""
+    import importlib.util
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    onnx_fits = device == "cpu" and dtype == "float32" and importlib.util.find_spec("onnxruntime") is not None
+    return "onnx" if onnx_fits else "torch"
 
 
 def choose_device(device="auto"):

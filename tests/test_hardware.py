@@ -1,4 +1,5 @@
 """The one precision rule (`dtype: auto`) and the hardware signature, on simulated and on real detection input."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -57,13 +58,29 @@ def without_native_bf16(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX2)
 
 
+def test_the_backend_rule_takes_onnx_only_for_float32_on_a_cpu(monkeypatch):
+    from news_probes.hardware import choose_backend
+    assert choose_backend("auto", "cpu", "float32") == "onnx"
+    assert choose_backend("auto", "cpu", "bfloat16") == "torch"          # native bf16: torch's bf16 kernels
+    assert choose_backend("auto", "cuda", "float32") == "torch"          # the CPU build of ONNX Runtime
+    assert choose_backend("onnx-int8", "cpu", "float32") == "onnx-int8"   # explicit settings are kept
+    with pytest.raises(ValueError, match="backend must be one of"):
+        choose_backend("openvino", "cpu", "float32")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime"
+                        else real_find_spec(name, *a))
+    assert choose_backend("auto", "cpu", "float32") == "torch"           # onnxruntime not installed
+
+
 @cpu_only
 def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16, tiny_bert_dir, tiny_qwen_dir,
                                                             tiny_pipeline):
     for kind in ("sentence-transformers", "mean-pool"):
         embedder = load_embedder({"source": str(tiny_bert_dir), "kind": kind})     # dtype: auto by default
         assert embedder.dtype == "float32", kind
-        assert embedder.hardware == {"device": "cpu", "model": AVX2["model"], "isa": "avx2", "dtype": "float32"}
+        backend = "onnx" if kind == "sentence-transformers" else "torch"      # hardware.choose_backend
+        assert embedder.hardware == {"device": "cpu", "model": AVX2["model"], "isa": "avx2", "dtype": "float32",
+                                     "backend": backend}
     regressor = LoRARegressor(str(tiny_qwen_dir))                                  # finetune profile: auto
     regressor._load_base(2)
     assert regressor.dtype_ == "float32" and regressor.hardware_["isa"] == "avx2"

@@ -137,12 +137,12 @@ def test_report_numbers_equal_the_metrics_files(small_run, tiny_pipeline):
     for r in efficiency:
         probe = fits[r["probe"]]["latency_ms"]
         assert r["embedding / 1,000 articles"] == f"{1000 * meta['seconds'] / meta['texts']:.1f} s"
-        assert r["embedder precision"] == f"{meta['dtype']} on {meta['device']}"
+        assert r["embedder precision"] == f"{meta['dtype']} ({meta['backend']}) on {meta['device']}"
         assert r["encoding, 1 article"] == f"{meta['latency_ms']['single']:.1f} ms"
         assert r["probe alone, 1 article"] == f"{probe['single']:.3f} ms"
         # Scoring one article costs encoding it plus the probe, both as their stages measured them.
         assert r["scoring, 1 article"] == f"{meta['latency_ms']['single'] + probe['single']:.1f} ms"
-    assert f"tiny (32-d, {meta['dtype']} on {meta['device']}, 32-token window" in text
+    assert f"tiny (32-d, {meta['dtype']} ({meta['backend']}) on {meta['device']}, 32-token window" in text
     weights = json.loads((tiny_inputs / "stack.json").read_text())["weights"]
     shown = {r["candidate"]: float(r["weight"]) for r in markdown_table(text, "## Stacked candidate")}
     assert shown == pytest.approx({c: w for c, w in weights.items() if w > 0}, abs=6e-4)   # shown to 3 decimals

@@ -52,7 +52,7 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     meta = {"kind": config.get("kind", "sentence-transformers"), "dimension": int(embedder.dimension),
             "max_tokens": embedder.max_tokens,
             "truncation": None if config.get("kind") == "tfidf" else config.get("truncation", "head"),
-            "device": embedder.device, "dtype": embedder.dtype, "hardware": embedder.hardware, "texts": n,
+            "device": embedder.device, "backend": embedder.backend, "dtype": embedder.dtype, "hardware": embedder.hardware, "texts": n,
             "tokens": tokens, "truncated_share": round(stats["truncated_share"], 4),
             "windows_per_text": stats["windows_per_text"], "fit_seconds": round(fit_seconds, 3),
             "seconds": round(seconds, 3), "bytes": sum(matrix_bytes(m) for m in matrices.values()),

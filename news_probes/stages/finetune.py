@@ -80,7 +80,9 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
             "best_epoch": regressor.best_epoch_, "best_step": regressor.best_step_,
             "best_val_mae": regressor.best_val_mae_, "validations": len(regressor.validations_),
             "steps": regressor.steps_, "fit_seconds": round(regressor.fit_seconds_, 1),
-            "seconds_per_step": round(regressor.fit_seconds_ / max(1, regressor.steps_), 3),
+            "seconds_per_step": round(regressor.train_seconds_ / max(1, regressor.steps_), 3),
+            "train_tokens_per_second": round(regressor.train_tokens_ / regressor.train_seconds_, 1),
+            "max_tokens": settings.get("max_tokens"), "batch_size": settings.get("batch_size"),
             "predict_seconds": round(predict_seconds, 2), "latency_ms": timing, **peak_memory_mb(regressor.device_)})
     return live.summary
 
