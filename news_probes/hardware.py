@@ -125,12 +125,11 @@ def emulation_slowdown(dtype, n=256):
 
 def choose_backend(backend, device, dtype):
     """The backend a sentence-transformers encoder runs on (news_probes.backends), given the dtype the model would
-    run in (choose_dtype's answer). `auto` is the fastest that passed bench/performance.py's fidelity test where
-    it was measured (bench/README.md): on a CPU computing float32, ONNX Runtime's fused fp32 graph (`onnx`:
-    the same embeddings as torch to float rounding, 1.4x its speed on an AVX2-only CPU), when onnxruntime is
-    installed; torch everywhere else: bf16 on CPUs where it is native (2.5x fp32 torch there) and on GPUs, which
-    ONNX Runtime's CPU build does not use. int8 (`onnx-int8`) is never chosen: it was faster still but moved the
-    probes' MAE beyond the bounds."""
+    run in (choose_dtype's answer). `auto` is the fastest setting that passed bench/performance.py's fidelity
+    test where it was measured (the README's Hardware section has the table): on a CPU computing float32, ONNX
+    Runtime's fused fp32 graph (`onnx`: torch's embeddings to float rounding, and faster), when onnxruntime is
+    installed; torch everywhere else: bf16 on CPUs where it is native and on GPUs, which ONNX Runtime's CPU build
+    does not use. int8 (`onnx-int8`) is never chosen: faster still, it moved the probes' MAE beyond the bounds."""
     import importlib.util
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")

@@ -110,12 +110,14 @@ class LoRARegressor:
 
     def _merged(self, merged=True):
         """Merge the LoRA weights into the base for inference, or undo it (for saving, or to score unmerged):
-        merged, each adapted layer runs one matmul instead of three."""
-        if merged and not getattr(self, "merged_", False):
+        merged, each adapted layer runs one matmul instead of three. The state is read from peft's layers, so
+        a model rebuilt by another fit starts unmerged."""
+        from peft.tuners.lora import LoraLayer
+        now = any(layer.merged for layer in self.model_.modules() if isinstance(layer, LoraLayer))
+        if merged and not now:
             self.model_.merge_adapter()
-        elif not merged and getattr(self, "merged_", False):
+        elif not merged and now:
             self.model_.unmerge_adapter()
-        self.merged_ = merged
 
     def _precision(self):
         """The autocast context of forward passes: bf16 matmuls under mixed precision, a no-op in fp32."""

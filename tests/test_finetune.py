@@ -102,6 +102,10 @@ def test_merged_adapter_scores_equal_the_unmerged_ones_and_save_keeps_the_adapte
     assert not any(m.merged for m in layers)
     before, after = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("before", "after"))
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    model.predict(val_texts)
+    model.fit(texts, y, val_texts, y_val)            # a refit builds a new model, unmerged; scoring merges it
+    model.predict(val_texts)
+    assert all(m.merged for m in model.model_.modules() if isinstance(m, LoraLayer))
 
 
 def test_mixed_precision_trains_with_full_precision_weights(tiny_qwen_dir, data):
