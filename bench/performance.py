@@ -131,14 +131,14 @@ def throughput(texts, entry, rounds):
 
 
 def probe_maes(truth, directory, probes, dims):
-    """Per probe: the MAE of its seed-averaged predictions and the MAEs of its single seeds."""
-    from news_probes.metrics import score
+    """Per probe: the MAE of its seed-averaged predictions and the spread of its single seeds (metrics.seed_spread,
+    as the evaluate stage reports it)."""
+    from news_probes.metrics import score, seed_spread
     out = {}
     for probe in probes:
         with np.load(directory / probe / "test_predictions.npz") as saved:
             seeds = saved["seed_scores"] if "seed_scores" in saved.files else saved["scores"][None]
-            out[probe] = (score(truth, saved["scores"], dims)["mae"],
-                          [score(truth, s, dims)["mae"] for s in seeds])
+            out[probe] = (score(truth, saved["scores"], dims)["mae"], seed_spread(truth, seeds))
     return out
 
 
@@ -175,9 +175,9 @@ def fidelity(data, entry, params):
     reference = "torch float32"
     ref = maes[reference]
     print(f"\n## 2. Fidelity against {reference} ({len(all_texts)} texts of {data.name}, pipeline split, test "
-          f"{len(truth)}; seeds as params.yaml: " + ", ".join(f"{q} {len(ref[q][1])}" for q in params["probe"]) + ")\n")
-    print(f"{reference}: " + ", ".join(f"{q} MAE {ref[q][0]:.4f} (single seeds {np.mean(ref[q][1]):.4f} +- "
-                                       f"{np.std(ref[q][1], ddof=1) if len(ref[q][1]) > 1 else 0:.4f})"
+          f"{len(truth)}; seeds as params.yaml: " + ", ".join(f"{q} {ref[q][1]['n']}" for q in params["probe"]) + ")\n")
+    print(f"{reference}: " + ", ".join(f"{q} MAE {ref[q][0]:.4f} (single seeds {ref[q][1]['mean']:.4f} +- "
+                                       f"{ref[q][1]['sd']:.4f})"
                                        for q in params["probe"]) + "\n")
     print("| variant | cosine min | cosine mean | " + " | ".join(
         f"{q}: change, bound" for q in params["probe"]) + " | passes |\n|---|---|---|" + "---|" * len(params["probe"]) + "---|")
@@ -188,8 +188,8 @@ def fidelity(data, entry, params):
         cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         cells, passes = [], True
         for q in params["probe"]:
-            if len(ref[q][1]) > 1:
-                change, bound = np.mean(found[q][1]) - np.mean(ref[q][1]), np.std(ref[q][1], ddof=1)
+            if ref[q][1]["n"] > 1:
+                change, bound = found[q][1]["mean"] - ref[q][1]["mean"], ref[q][1]["sd"]
             else:
                 change, bound = found[q][0] - ref[q][0], 0.002
             passes &= bool(abs(change) <= bound)
