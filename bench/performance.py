@@ -3,7 +3,7 @@ repro, the adapter's training step and scoring.
 
 Every figure is measured in this run, side by side:
   1. the embed stage's encoder in every variant this machine can run (torch float32; torch bfloat16 where
-     native; ONNX Runtime float32 and int8) vs a plain float32 SentenceTransformer.encode of the same ELLIPSE
+     native; ONNX Runtime float32 and int8; OpenVINO float32, and bfloat16 where native) vs a plain float32 SentenceTransformer.encode of the same ELLIPSE
      essays, alternating rounds in one process; tokens/s; the matmul peaks and the share each variant reaches;
   2. fidelity of each variant against torch float32 (the pipeline's split of `--data`): per-text cosine, the
      ridge probe's MAE change (must be within 0.002) and, for the seeded probes, the change of the mean of
@@ -58,7 +58,7 @@ def flops_per_token(config, seq_len):
 def variants():
     """(label, registry overrides) of every way the embed stage can run MiniLM here: torch float32; torch bfloat16
     where this CPU computes it natively (emulated bf16 is hundreds of times slower: not a candidate); ONNX Runtime
-    fp32 and int8 where onnxruntime is installed."""
+    fp32 and int8 where onnxruntime is installed; OpenVINO fp32, and bf16 where native, where openvino is."""
     from news_probes.hardware import native
     out = [("torch float32", {"backend": "torch", "dtype": "float32"})]
     if native("bfloat16", "cpu"):
@@ -66,13 +66,16 @@ def variants():
     if importlib.util.find_spec("onnxruntime"):
         out += [("onnx float32", {"backend": "onnx", "dtype": "float32"}),
                 ("onnx-int8", {"backend": "onnx-int8", "dtype": "float32"})]
+    if importlib.util.find_spec("openvino"):
+        out.append(("openvino float32", {"backend": "openvino", "dtype": "float32"}))
+        if native("bfloat16", "cpu"):
+            out.append(("openvino bfloat16", {"backend": "openvino", "dtype": "bfloat16"}))
     return out
 
 
 def auto_choice(entry):
-    from news_probes.hardware import choose_backend, choose_dtype
-    dtype = choose_dtype(entry.get("dtype", "auto"), "cpu")
-    backend = choose_backend(entry.get("backend", "auto"), "cpu", dtype)
+    from news_probes.hardware import choose_backend
+    backend, dtype = choose_backend(entry.get("backend", "auto"), "cpu", entry.get("dtype", "auto"))
     return "onnx-int8" if backend == "onnx-int8" else f"{backend} {dtype}"
 
 
@@ -208,8 +211,10 @@ def adapter(params, steps=3):
     profile = dict(params["finetune"]["profiles"]["smollm2-cpu"])
     rows = load_split(REPO / "data" / "prepared", "train")
     texts, y = [model_input(r) for r in rows], np.array([r["labels"] for r in rows], np.float64)
-    fp32_peak = matmul_gflops(torch.float32)
-    print(f"\n## 6. Adapter (the CPU profile on the sample; matmul peak now: float32 {fp32_peak:.0f} GFLOP/s)\n")
+    from news_probes.hardware import choose_dtype
+    dtype = choose_dtype(profile.get("dtype", "auto"), "cpu")
+    peak = matmul_gflops(getattr(torch, dtype))
+    print(f"\n## 6. Adapter (the CPU profile on the sample; matmul peak now: {dtype} {peak:.0f} GFLOP/s)\n")
     print(f"Training, 8 x 256 tokens a step ({steps} steps after one warm-up; FLOPs taken as 4 x parameters outside "
           f"the embeddings x tokens: forward, and backward to the activations only, the base being frozen)\n")
     print("| LoRA dropout | precision | s/step | tokens/s | GFLOP/s | share of the peak |\n|---|---|---|---|---|---|")
@@ -227,27 +232,31 @@ def adapter(params, steps=3):
         parameters = sum(p.numel() for p in regressor.model_.parameters()) - embeddings
         gflops = 4 * parameters * tokens / per_step / 1e9
         print(f"| {dropout} | {regressor.dtype_} | {per_step:.2f} | {tokens / per_step:.0f} | {gflops:.0f} | "
-              f"{gflops / fp32_peak:.0%} of float32 |", flush=True)
+              f"{gflops / peak:.0%} of {dtype} |", flush=True)
     folder = REPO / "models" / "adapters" / "smollm2-cpu"
     if not (folder / "regressor.json").is_file():
         print("\nScoring: skipped, no committed adapter in models/adapters/smollm2-cpu (run `make run` first)")
         return
     regressor = LoRARegressor.load(folder)
-    test = [model_input(r) for r in load_split(REPO / "data" / "prepared", "test")]
-    merged = regressor.predict(test)
-    unmerged = regressor.predict(test, merged=False)
+    rows = load_split(REPO / "data" / "prepared", "test")
+    test, truth = [model_input(r) for r in rows], np.array([r["labels"] for r in rows])
+    unmerged = regressor.predict(test, merged=False)     # first: in bf16, unmerging does not restore the base
+    merged = regressor.predict(test, merged=True)        # exactly (the product is rounded in and out)
+    default = "merged" if regressor.dtype_ == "float32" else "unmerged"       # LoRARegressor.predict's rule
     print(f"\nScoring the committed adapter ({regressor.dtype_}; single: 16 test articles one at a time; batched: "
           f"all {len(test)}, in batches of {regressor.batch_size}, the faster of 2 runs; largest score difference "
           f"merged vs unmerged {np.abs(merged - unmerged).max():.2e})\n")
-    print("| adapter | ms/article single | ms/article batched |\n|---|---|---|")
-    for label, merge in (("unmerged", False), ("merged", True)):
+    print("| adapter | test MAE | ms/article single | ms/article batched |\n|---|---|---|---|")
+    for label, merge, scores in (("unmerged", False, unmerged), ("merged", True, merged)):
         single = latency_ms(lambda batch: regressor.predict(batch, merged=merge), test[:16], repeats=16)["single"]
         batched = []
         for _ in range(2):
             start = time.perf_counter()
             regressor.predict(test, merged=merge)
             batched.append(1000 * (time.perf_counter() - start) / len(test))
-        print(f"| {label} | {single:.1f} | {min(batched):.1f} |", flush=True)
+        mark = " (the default here)" if label == default else ""
+        print(f"| {label}{mark} | {np.abs(scores - truth).mean():.4f} | {single:.1f} | {min(batched):.1f} |",
+              flush=True)
 
 
 def stage_commands(model, raw):

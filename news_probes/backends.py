@@ -1,12 +1,13 @@
-"""Where a sentence-transformers encoder runs: `torch` (the model as loaded) or ONNX Runtime on the CPU, with the
-model exported once per weights (`onnx`, fp32) and, for `onnx-int8`, its linear weights quantized to int8 with
-activations quantized per batch (ONNX Runtime's dynamic quantization).
+"""Where a sentence-transformers encoder runs: `torch` (the model as loaded), or on the CPU an exported graph:
+ONNX Runtime with the model exported once per weights (`onnx`, fp32) and, for `onnx-int8`, its linear weights
+quantized to int8 with activations quantized per batch (ONNX Runtime's dynamic quantization); or OpenVINO
+(`openvino`), from the same trace, computing in float32 or bfloat16 as the embedder's dtype says.
 
 The export traces the model with the eager attention implementation, and ONNX Runtime's transformer optimizer
 then fuses each layer's attention, the bias + GELU and the residual + layer norm into single kernels: the fused
 attention is what makes the exported model faster than torch at all (bench/performance.py measures each step).
 
-The export goes through torch.onnx and onnxruntime directly. sentence-transformers' own `backend="onnx"` /
+The export goes through torch.onnx, onnxruntime and openvino directly. sentence-transformers' own `backend="onnx"` /
 `"openvino"` needs optimum-onnx / optimum-intel, whose releases require transformers older than the one this
 project pins. The exported graph is the whole sentence-transformers pipeline (transformer, pooling, normalisation),
 so the session returns what the torch model's `sentence_embedding` would.
@@ -136,6 +137,48 @@ def exported_model(model, input_names, backend):
         with staged_directory(quantized) as staging:
             quantize_int8(folder / "model.onnx", staging / "model.onnx")
     return quantized / "model.onnx"
+
+
+def openvino_model(model, input_names):
+    """The OpenVINO IR (model.xml) of `model`, converted on first use into the conversion cache from the same
+    traced ONNX graph as the `onnx` backend, unfused (OpenVINO fuses it itself), weights kept in fp32: the precision
+    it computes in is set when it is compiled (OpenVinoEncoder)."""
+    import openvino
+    import torch
+    settings = {"inputs": list(input_names), "opset": OPSET, "torch": torch.__version__,
+                "openvino": openvino.__version__}
+    folder = conversion_cache() / "openvino" / f"{weights_digest(model, settings)}-fp32"
+    if not (folder / "model.xml").is_file():
+        print(f"converting the encoder to OpenVINO in {folder} (once)")
+        with staged_directory(folder) as staging:
+            export_onnx(model, input_names, staging / "traced.onnx")
+            with quiet():
+                converted = openvino.convert_model(staging / "traced.onnx")
+            openvino.save_model(converted, staging / "model.xml", compress_to_fp16=False)
+            (staging / "traced.onnx").unlink()
+    return folder / "model.xml"
+
+
+class OpenVinoEncoder:
+    """An OpenVINO CPU model compiled to compute in `dtype` (float32 or bfloat16, set explicitly: OpenVINO's own
+    default turns bf16 on where the CPU has it), one stream, `threads` threads; called like OnnxEncoder."""
+
+    PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
+
+    def __init__(self, path, threads, dtype):
+        import openvino
+        if dtype not in self.PRECISIONS:
+            raise ValueError(f"the openvino backend computes in {' or '.join(self.PRECISIONS)}, not {dtype}")
+        self.path = Path(path)
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": self.PRECISIONS[dtype], "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads})
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
+
+    def __call__(self, features):
+        feed = {name: np.ascontiguousarray(features[name], dtype=np.int64) for name in self.input_names}
+        return np.array(self.request.infer(feed)[self.compiled.output(0)], dtype=np.float32)
 
 
 class OnnxEncoder:

@@ -12,11 +12,12 @@ An entry says where the weights are (`source`) and how to encode:
   truncation: head (default) | head+tail | chunks: what a longer text is cut to (news_probes.tokens); chunks
               encodes every window of the text and pools them weighted by their token counts
   stride:     chunks only: tokens between window starts (default: the window, no overlap)
-  dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto follows
+  dtype:      auto (default) | float32 | bfloat16 | float16: the precision the model runs in; auto is float32
+              for a sentence-transformers encoder on a CPU (hardware.choose_backend), elsewhere it follows
               hardware.choose_dtype (bfloat16 only where native). Embeddings are always returned as float32.
-  backend:    auto (default) | torch | onnx | onnx-int8: sentence-transformers only; onnx runs the exported model
-              in ONNX Runtime (fp32), onnx-int8 with int8 weights (news_probes.backends); auto follows
-              hardware.choose_backend
+  backend:    auto (default) | torch | onnx | onnx-int8 | openvino: sentence-transformers only; onnx runs the
+              exported model in ONNX Runtime (fp32), onnx-int8 with int8 weights, openvino in OpenVINO in the
+              entry's dtype (float32 or bfloat16) (news_probes.backends); auto follows hardware.choose_backend
   device:     auto (default: CUDA when present) | cpu | cuda | cuda:N
   batch_size, normalize
   ngram_max, min_df, max_features: tfidf only (defaults 2, 2, 50000)
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from news_probes.artifacts import fitted_path
-from news_probes.backends import OnnxEncoder, exported_model
+from news_probes.backends import OnnxEncoder, OpenVinoEncoder, exported_model, openvino_model
 from news_probes.hardware import BACKENDS, DTYPES, choose_backend, choose_device, choose_dtype, signature
 from news_probes.io import InputError, read_json, write_json
 from news_probes.params import field_check, integer, registry_entry
@@ -66,6 +67,9 @@ def embedder_config(params, model, params_path="params.yaml"):
     if backend.startswith("onnx") and config.get("dtype", "auto") not in ("auto", "float32"):
         raise InputError(params_path, f"backend {backend} computes in float32 (int8 weights for onnx-int8): dtype "
                          f"must be auto or float32, not {config['dtype']!r}", field=f"{field}.dtype")
+    if backend == "openvino" and config.get("dtype", "auto") == "float16":
+        raise InputError(params_path, "backend openvino computes in float32 or bfloat16: dtype must be auto, "
+                         "float32 or bfloat16, not 'float16'", field=f"{field}.dtype")
     minimums = {"batch_size": 1, "max_tokens": 4, "stride": 1, "ngram_max": 1, "min_df": 1, "max_features": 1}
     for key, minimum in minimums.items():
         if key in config:
@@ -143,20 +147,26 @@ class SentenceTransformerEmbedder(WindowEmbedder):
         self.device = choose_device(device)
         if backend.startswith("onnx") and (self.device != "cpu" or dtype not in ("auto", "float32")):
             raise ValueError(f"backend {backend} runs float32 models on the CPU, not {dtype} on {self.device}")
-        model_dtype = choose_dtype("float32" if backend.startswith("onnx") else dtype, self.device)
-        self.backend = choose_backend(backend, self.device, model_dtype)
-        self.model = SentenceTransformer(resolve_source(source), device=self.device,
-                                         model_kwargs={"dtype": getattr(torch, model_dtype)})
+        if backend == "openvino" and (self.device != "cpu" or dtype == "float16"):
+            raise ValueError(f"backend openvino runs float32 or bfloat16 on the CPU, not {dtype} on {self.device}")
+        self.backend, model_dtype = choose_backend(backend, self.device, dtype)
+        # exported backends trace the float32 model; OpenVINO then computes in model_dtype itself
+        self.model = SentenceTransformer(resolve_source(source), device=self.device, model_kwargs={
+            "dtype": torch.float32 if self.backend != "torch" else getattr(torch, model_dtype)})
         self.model.max_seq_length = max_tokens
         self.tokenizer = self.model.tokenizer
         self._setup(prefix, max_tokens, truncation, stride, batch_size, normalize)
         self.token_types_ = "token_type_ids" in self.tokenizer.model_input_names
         inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.token_types_ else [])
-        self.session_ = (None if self.backend == "torch" else
-                         OnnxEncoder(exported_model(self.model, inputs, self.backend), torch.get_num_threads()))
+        if self.backend == "openvino":
+            self.session_ = OpenVinoEncoder(openvino_model(self.model, inputs), torch.get_num_threads(), model_dtype)
+        elif self.backend.startswith("onnx"):
+            self.session_ = OnnxEncoder(exported_model(self.model, inputs, self.backend), torch.get_num_threads())
+        else:
+            self.session_ = None
         # the precision the encoder computes in: int8 weights for onnx-int8
         self.dtype = "int8" if self.backend == "onnx-int8" else model_dtype
-        # the backend is part of what the numbers depend on: ONNX Runtime's kernels round differently from torch's
+        # the backend is part of what the numbers depend on: each runtime's kernels round differently
         self.hardware = {**signature(self.device, self.dtype), "backend": self.backend}
 
     @property

@@ -18,7 +18,7 @@ from pathlib import Path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_DTYPES = ("auto", "float32", "bfloat16")    # the adapter's: bf16 autocast over fp32 weights, or none
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")     # of a sentence-transformers encoder (news_probes.backends)
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")     # of a sentence-transformers encoder (news_probes.backends)
 # The CPU flags of native reduced-precision matmuls, per dtype.
 NATIVE_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
 LEVELS = ("default", "avx2", "avx512")
@@ -123,20 +123,37 @@ def emulation_slowdown(dtype, n=256):
     return seconds(getattr(torch, dtype)) / max(seconds(torch.float32), 1e-9)
 
 
-def choose_backend(backend, device, dtype):
-    """The backend a sentence-transformers encoder runs on (news_probes.backends), given the dtype the model would
-    run in (choose_dtype's answer). `auto` is the fastest setting that passed bench/performance.py's fidelity
-    test where it was measured (the README's Hardware section has the table): on a CPU computing float32, ONNX
-    Runtime's fused fp32 graph (`onnx`: torch's embeddings to float rounding, and faster), when onnxruntime is
-    installed; torch everywhere else: bf16 on CPUs where it is native and on GPUs, which ONNX Runtime's CPU build
-    does not use. int8 (`onnx-int8`) is never chosen: faster still, it moved the probes' MAE beyond the bounds."""
+# The exported float32 graphs `backend: auto` takes on a CPU, fastest first where both were measured, each with
+# the library it needs (news_probes.backends).
+CPU_FLOAT32_BACKENDS = (("openvino", "openvino"), ("onnx", "onnxruntime"))
+
+
+def choose_backend(backend, device, dtype="auto"):
+    """(backend, dtype): where a sentence-transformers encoder runs (news_probes.backends) and the precision it
+    computes in, from its `backend` and `dtype` settings. `auto` is the fastest setting that passed
+    bench/performance.py's fidelity test on the sample and on ELLIPSE (the README's Hardware section has the
+    tables): on a CPU, with dtype auto or float32, an exported float32 graph (CPU_FLOAT32_BACKENDS, the first whose
+    library is installed; their embeddings equal torch's to float rounding); bf16 where it is native was faster
+    but moved the LightGBM probe beyond its seed spread on the sample, so on a CPU an encoder's `dtype: auto` is
+    float32. An explicit bfloat16 runs in OpenVINO where it is native and installed (faster than torch's bf16 and
+    closer to float32), in torch elsewhere. GPUs: torch, choose_dtype's precision. int8 (`onnx-int8`) is never
+    chosen: faster still, it moved the probes' MAE beyond the bounds."""
     import importlib.util
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend.startswith("onnx"):
+        return backend, "float32"
+    if device != "cpu":
+        return backend if backend != "auto" else "torch", choose_dtype(dtype, device)
+    dtype = "float32" if dtype == "auto" else choose_dtype(dtype, device)    # an explicit one may be emulated
     if backend != "auto":
-        return backend
-    onnx_fits = device == "cpu" and dtype == "float32" and importlib.util.find_spec("onnxruntime") is not None
-    return "onnx" if onnx_fits else "torch"
+        return backend, dtype
+    installed = [name for name, library in CPU_FLOAT32_BACKENDS if importlib.util.find_spec(library) is not None]
+    if dtype == "float32":
+        return (installed[0], dtype) if installed else ("torch", dtype)
+    if dtype == "bfloat16" and "openvino" in installed and native(dtype, device):
+        return "openvino", dtype
+    return "torch", dtype
 
 
 def choose_device(device="auto"):

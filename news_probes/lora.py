@@ -8,8 +8,9 @@ are mapped back and clipped to the score range. Validation MAE is measured after
 saved, never the base weights.
 
 Under bf16 (where native) the frozen base weights are held in bf16 once, instead of being cast at every matmul by
-autocast; the LoRA matrices and the head stay fp32 (they are trained and saved). For scoring, the LoRA weights
-are merged into the base (peft's merge_adapter, undone before saving) and texts are batched by length.
+autocast; the LoRA matrices and the head stay fp32 (they are trained and saved). For scoring, texts are batched
+by length, and where the base computes fp32 the LoRA weights are merged into it (peft's merge_adapter, undone
+before saving); in bf16 they stay beside it, as in training (see predict).
 """
 import contextlib
 import copy
@@ -244,9 +245,13 @@ class LoRARegressor:
     def _unscale(self, raw):
         return raw * self.std_ + self.mean_
 
-    def predict(self, texts, merged=True):
-        """Scores of `texts`; merged=False runs the LoRA matrices beside the base weights, as in training."""
-        self._merged(merged)
+    def predict(self, texts, merged=None):
+        """Scores of `texts`. merged=True runs the LoRA weights merged into the base (one matmul per layer instead
+        of three), False beside it, as in training; by default merged where the base computes float32 only: merged
+        into bf16 weights, the LoRA product is rounded to their precision, and what lies below half their last
+        bit is lost (bench/README.md has the scores it moved); unmerging them does not restore the base exactly
+        either."""
+        self._merged(self.dtype_ == "float32" if merged is None else merged)
         return np.clip(self._unscale(self._raw(self._token_ids(texts))), *self.score_range)
 
     def save(self, directory):
@@ -276,9 +281,10 @@ class LoRARegressor:
         regressor.best_step_ = info.get("best_step")
         base = regressor._load_base(regressor.n_outputs_)
         regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
-        regressor._merged()
+        # as in fit: the frozen base in its dtype, the LoRA weights merged into it only in fp32 (predict)
         if regressor.dtype_ != "float32":
             regressor._frozen_base_in(regressor.dtype_)
+        regressor._merged(regressor.dtype_ == "float32")
         return regressor
 
 

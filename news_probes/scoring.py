@@ -29,7 +29,8 @@ class Scorer:
                                       shared=shared)
 
     def describe(self):
-        return f"{self.model} / {self.probe_name} ({self.embedder.dtype} on {self.embedder.device})"
+        backend = f" {self.embedder.backend}" if self.embedder.backend else ""          # tfidf has none
+        return f"{self.model} / {self.probe_name} ({self.embedder.dtype}{backend} on {self.embedder.device})"
 
     def encode(self, texts, show_progress=False):
         return self.embedder.encode(texts, show_progress=show_progress)

@@ -13,7 +13,7 @@ from news_probes.embedders import embedder_config
 from news_probes.stages.embed import embed
 from news_probes.embedders import load_embedder
 from news_probes.sources import resolve_source
-from news_probes.hardware import choose_backend, choose_device, choose_dtype, signature
+from news_probes.hardware import choose_backend, choose_device, native, signature
 from news_probes.stages.prepare import prepare
 
 
@@ -44,9 +44,8 @@ def test_embed_writes_float32_splits_and_meta(tmp_path, prepared, default_params
     assert written["tokens_per_second"] == pytest.approx(written["tokens"] / written["seconds"], rel=0.05)
     assert set(written["latency_ms"]) == {"single", "batched"}
     device = choose_device()                  # auto: this machine's choice, recorded with its signature
-    assert written["device"] == device and written["dtype"] == choose_dtype("auto", device)
-    backend = choose_backend("auto", device, written["dtype"])           # onnx where fp32 runs on a CPU
-    assert written["backend"] == backend
+    backend, dtype = choose_backend("auto", device)      # an exported fp32 graph on a CPU
+    assert written["device"] == device and (written["backend"], written["dtype"]) == (backend, dtype)
     assert written["hardware"] == {**signature(device, written["dtype"]), "backend": backend}
 
 
@@ -121,26 +120,33 @@ def cosines(a, b):
     return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_an_exported_backend_gives_the_torch_embeddings(backend, tiny_bert_dir, tmp_path, monkeypatch):
+EXPORTED = [("onnx", "float32", "onnxruntime"), ("onnx-int8", "float32", "onnxruntime"),
+            ("openvino", "float32", "openvino"), ("openvino", "bfloat16", "openvino")]
+
+
+@pytest.mark.parametrize("backend, dtype, library", EXPORTED)
+def test_an_exported_backend_gives_the_torch_embeddings(backend, dtype, library, tiny_bert_dir, tmp_path,
+                                                        monkeypatch):
     """Texts of different lengths, batched together (padding inside a batch) and alone: the exported graph's
     sequence and batch axes are dynamic and its padding mask real."""
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip(library)
+    if dtype == "bfloat16" and not native("bfloat16", "cpu"):
+        pytest.skip("OpenVINO computes bf16 only on CPUs that have it")
     monkeypatch.setenv("NEWS_PROBES_CACHE", str(tmp_path))
     config = {"source": str(tiny_bert_dir), "max_tokens": 24, "truncation": "chunks", "batch_size": 2}
-    reference = load_embedder({**config, "backend": "torch"})
-    exported = load_embedder({**config, "backend": backend})
-    assert (exported.backend, exported.dtype) == (backend, "int8" if backend == "onnx-int8" else "float32")
+    reference = load_embedder({**config, "backend": "torch", "dtype": "float32"})
+    exported = load_embedder({**config, "backend": backend, "dtype": dtype})
+    assert (exported.backend, exported.dtype) == (backend, "int8" if backend == "onnx-int8" else dtype)
     assert exported.hardware["dtype"] == exported.dtype
     expected = reference.encode(VARIED_TEXTS, show_progress=False)
     batched = exported.encode(VARIED_TEXTS, show_progress=False)
     alone = np.vstack([exported.encode([t], show_progress=False) for t in VARIED_TEXTS])
     assert batched.dtype == np.float32 and batched.shape == expected.shape
     assert cosines(batched, expected).min() >= 0.99 and cosines(alone, expected).min() >= 0.99
-    if backend == "onnx":
+    if dtype == "float32" and backend != "onnx-int8":
         np.testing.assert_allclose(batched, expected, atol=1e-4)
     else:
-        assert not np.allclose(batched, expected, atol=1e-6)       # int8 weights did change something
+        assert not np.allclose(batched, expected, atol=1e-6)       # int8 weights or bf16 did change something
 
 
 def test_the_exported_model_is_cached_and_reused(tiny_bert_dir, tmp_path, monkeypatch):
@@ -169,6 +175,24 @@ def test_the_exported_model_is_cached_and_reused(tiny_bert_dir, tmp_path, monkey
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("model.onnx")) == files
 
 
+def test_the_openvino_model_is_converted_once(tiny_bert_dir, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from news_probes import backends
+    monkeypatch.setenv("NEWS_PROBES_CACHE", str(tmp_path))
+    first = load_embedder({"source": str(tiny_bert_dir), "backend": "openvino", "dtype": "float32"})
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.*") if p.is_file())
+    assert [f.name for f in files] == ["model.bin", "model.xml"] and first.session_.path == tmp_path / files[1]
+
+    def no_second_export(*args, **kwargs):
+        raise AssertionError("converted again")
+    monkeypatch.setattr(backends, "export_onnx", no_second_export)
+    second = load_embedder({"source": str(tiny_bert_dir), "backend": "openvino", "dtype": "float32"})
+    assert second.session_.path == first.session_.path
+    np.testing.assert_array_equal(first.encode(VARIED_TEXTS, show_progress=False),
+                                  second.encode(VARIED_TEXTS, show_progress=False))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.*") if p.is_file()) == files
+
+
 def test_backend_settings_are_checked(default_params):
     default_params["embedders"]["x"] = {"source": "a/b", "backend": "tensorrt"}
     with pytest.raises(InputError, match=r"embedders.x.backend: backend must be one of .* not 'tensorrt'"):
@@ -179,6 +203,9 @@ def test_backend_settings_are_checked(default_params):
     default_params["embedders"]["z"] = {"source": "a/b", "kind": "mean-pool", "backend": "onnx"}
     with pytest.raises(InputError, match="embedders.z.backend: backend must be one of .* for kind mean-pool"):
         embedder_config(default_params, "z")
+    default_params["embedders"]["v"] = {"source": "a/b", "backend": "openvino", "dtype": "float16"}
+    with pytest.raises(InputError, match="embedders.v.dtype: backend openvino computes in float32 or bfloat16"):
+        embedder_config(default_params, "v")
     default_params["embedders"]["w"] = {"source": "a/b", "backend": "torch"}
     assert embedder_config(default_params, "w")["backend"] == "torch"
 

@@ -1,4 +1,5 @@
 """The one precision rule (`dtype: auto`) and the hardware signature, on simulated and on real detection input."""
+import contextlib
 import importlib.util
 import json
 import subprocess
@@ -58,18 +59,38 @@ def without_native_bf16(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX2)
 
 
-def test_the_backend_rule_takes_onnx_only_for_float32_on_a_cpu(monkeypatch):
-    from news_probes.hardware import choose_backend
-    assert choose_backend("auto", "cpu", "float32") == "onnx"
-    assert choose_backend("auto", "cpu", "bfloat16") == "torch"          # native bf16: torch's bf16 kernels
-    assert choose_backend("auto", "cuda", "float32") == "torch"          # the CPU build of ONNX Runtime
-    assert choose_backend("onnx-int8", "cpu", "float32") == "onnx-int8"   # explicit settings are kept
-    with pytest.raises(ValueError, match="backend must be one of"):
-        choose_backend("openvino", "cpu", "float32")
+def installed_only(monkeypatch, libraries):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime"
+    exporters = {library for _, library in hardware.CPU_FLOAT32_BACKENDS}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in exporters - set(libraries)
                         else real_find_spec(name, *a))
-    assert choose_backend("auto", "cpu", "float32") == "torch"           # onnxruntime not installed
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_the_backend_rule_takes_an_exported_float32_graph_on_a_cpu(native_bf16, monkeypatch):
+    from news_probes.hardware import choose_backend
+    monkeypatch.setattr(hardware, "cpu_probe", lambda: AVX512_BF16 if native_bf16 else AVX2)
+    installed_only(monkeypatch, ["openvino", "onnxruntime"])
+    for dtype in ("auto", "float32"):                              # bf16, even native, failed fidelity
+        assert choose_backend("auto", "cpu", dtype) == ("openvino", "float32")
+    with contextlib.nullcontext() if native_bf16 else pytest.warns(RuntimeWarning, match="not native"):
+        assert choose_backend("auto", "cpu", "bfloat16") == ("openvino" if native_bf16 else "torch", "bfloat16")
+    assert choose_backend("torch", "cpu") == ("torch", "float32")             # explicit backends are kept
+    assert choose_backend("onnx-int8", "cpu") == ("onnx-int8", "float32")
+    assert choose_backend("openvino", "cpu", "bfloat16") == ("openvino", "bfloat16")
+    installed_only(monkeypatch, ["onnxruntime"])
+    assert choose_backend("auto", "cpu") == ("onnx", "float32")
+    installed_only(monkeypatch, [])
+    assert choose_backend("auto", "cpu") == ("torch", "float32")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        choose_backend("tensorrt", "cpu")
+
+
+def test_the_backend_rule_keeps_torch_on_a_gpu(monkeypatch):
+    from news_probes.hardware import choose_backend
+    monkeypatch.setattr(hardware, "native", lambda dtype, device, probe=None: True)
+    monkeypatch.setattr(hardware, "choose_dtype", lambda dtype, device, **kw: "bfloat16" if dtype == "auto" else dtype)
+    assert choose_backend("auto", "cuda") == ("torch", "bfloat16")
 
 
 @cpu_only
@@ -78,7 +99,7 @@ def test_every_auto_setting_gets_float32_without_native_bf16(without_native_bf16
     for kind in ("sentence-transformers", "mean-pool"):
         embedder = load_embedder({"source": str(tiny_bert_dir), "kind": kind})     # dtype: auto by default
         assert embedder.dtype == "float32", kind
-        backend = "onnx" if kind == "sentence-transformers" else "torch"      # hardware.choose_backend
+        backend = hardware.choose_backend("auto", "cpu")[0] if kind == "sentence-transformers" else "torch"
         assert embedder.hardware == {"device": "cpu", "model": AVX2["model"], "isa": "avx2", "dtype": "float32",
                                      "backend": backend}
     regressor = LoRARegressor(str(tiny_qwen_dir))                                  # finetune profile: auto

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import make_records, write_lines
 from news_probes.data import load_split, model_input
-from news_probes.hardware import choose_device, choose_dtype
+from news_probes.hardware import choose_backend, choose_device
 from news_probes.records import read_articles
 from news_probes.scoring import AdapterScorer, Scorer, load_scorer, score_file
 
@@ -61,10 +61,12 @@ def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
     done = news_probes("score", folder, "--input", good, "--output", "out.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     device = choose_device()
-    assert f"scored 2 articles with tiny / lightgbm ({choose_dtype('auto', device)} on {device})" in done.stderr
+    backend, dtype = choose_backend("auto", device)              # the tiny model is a sentence-transformers one
+    assert f"scored 2 articles with tiny / lightgbm ({dtype} {backend} on {device})" in done.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
     forced = news_probes("score", folder, "-i", good, "-o", "fp32.jsonl", "--dtype", "float32", cwd=tmp_path)
-    assert forced.returncode == 0 and f"(float32 on {device})" in forced.stderr, forced.stderr
+    backend = choose_backend("auto", device, "float32")[0]
+    assert forced.returncode == 0 and f"(float32 {backend} on {device})" in forced.stderr, forced.stderr
 
     bad = write_lines(tmp_path / "bad.jsonl", [{"id": 1, "content": "clinic"}, {"id": 2, "content": "  "}])
     failed = news_probes("score", folder, "--input", bad, "--output", "bad-out.jsonl", cwd=tmp_path)
