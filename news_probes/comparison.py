@@ -341,8 +341,7 @@ def routing_section(run):
               f"{scorer['runs']} alternating runs of each). Its scores differ from "
               f"the hybrid assembled from the stages' saved predictions by at most "
               f"{routing['agreement']['max_abs_diff']:.4f} (batch composition), routing the same articles for "
-              f"{routing['agreement']['routed_same']:.1%} of them.", "",
-              "![Routing trade-off](../plots/png/routing.png)", ""]
+              f"{routing['agreement']['routed_same']:.1%} of them.", ""]
     screens = [[f"**{x['screen']}**" if x["screen"] == r["screen"] else x["screen"], fmt(x["threshold"], ".3f", "all"),
                 f"{x['val_share_routed']:.1%}", f"{x['share_routed']:.1%}", f"{x['mae']:.3f}",
                 fmt(x["recall_high"], ".3f"), fmt(x["false_negative_rate"], ".3f"), f"{x['probe_ms']:.2f} ms",
@@ -356,12 +355,77 @@ def routing_section(run):
                "false-negative rate", "screen cost", "cost per article", "speedup"], screens), ""]
 
 
-def markdown(run):
+def members(run, candidate):
+    """The (model, probe) pairs a candidate runs: itself, or a stack's members with a non-zero weight."""
+    if candidate != STACKED:
+        return [candidate]
+    weights = run["stack"]["weights"]
+    per_dimension = weights.values() if run["stack"]["weighting"] != "shared" else [weights]
+    used = {c for w in per_dimension for c, value in w.items() if value > 0}
+    return [tuple(c.split("/", 1)) for c in sorted(used)]
+
+
+def scoring_cost(run, candidate):
+    """(ms per article batched, seconds of training) of a candidate from what its stages measured: encoding with
+    each embedder it uses once (a concatenation is its members, which a stack shares), plus each probe; training
+    is the probes' fits (the embedding is not training)."""
+    pairs = members(run, candidate)
+    combined = run["params"].get("combined") or {}
+    embedders = dict.fromkeys(e for m, _ in pairs for e in combined.get(m, [m]))
+    encode = sum(run["embed_meta"][e]["latency_ms"]["batched"] for e in embedders)
+    probes = sum(run["fits"][m][p]["latency_ms"]["batched"] for m, p in pairs)
+    return encode + probes, sum(run["fits"][m][p]["fit_seconds"] for m, p in pairs)
+
+
+def answer(run):
+    """The report's opening: what won, by how much, how sure, at what cost, in five lines."""
+    results, best, ci, baseline, tuning = run["results"], run["best"], run["ci"], run["baseline"], run["tuning"]
+    r = results[best]
+    ms, fit = scoring_cost(run, best)
+    lines = [f"1. **What won:** {name(best)}, chosen on validation (MAE {r['val']['mae']:.3f}), test MAE "
+             f"{r['mae']:.3f} on {baseline['n_test']} test articles."]
+    if baseline["measured"]:
+        low, high = ci[best]["gap"]
+        sure = ("the interval includes 0: on this split the two are not distinguishable" if low <= 0 <= high else
+                f"the interval excludes 0: the {'probe' if high < 0 else 'adapter'} is better on this split")
+        lines += [f"2. **By how much:** {r['gap']:+.3f} MAE against the fine-tuned adapter's {baseline['mae']:.3f} "
+                  f"({100 * r['gap'] / baseline['mae']:+.1f}%): {verdict(r['gap'])}.",
+                  f"3. **How sure:** paired 95% bootstrap interval of the gap {fmt_interval((low, high))}; {sure}."]
+    else:
+        lines += ["2. **By how much:** no baseline was measured (`finetune.profile: none`): no gap to fine-tuning.",
+                  "3. **How sure:** the test MAE's 95% bootstrap interval is " + fmt_interval(ci[best]["mae"]) + "."]
+    spread = seed_sd(r)
+    lines.append(f"4. **Selection:** the test split alone would have picked "
+                 f"{'the same candidate' if run['test_best'] == best else name(run['test_best'])}"
+                 + (f"; the single seeds' test MAE spread is sd {spread:.3f}." if spread else "."))
+    cost = f"5. **At what cost:** scoring {ms:.1f} ms an article (batched, encoding included), probes trained in {fit:.1f} s"
+    if tuning.get("trained"):
+        cost += (f"; the adapter {tuning['latency_ms']['batched']:.1f} ms an article and {tuning['fit_seconds']:.0f} s "
+                 f"of fine-tuning ({tuning['dtype']} on {tuning['device']})")
+    return ["## The answer", "", *lines, cost + ".", ""]
+
+
+def figure(figures, stem, caption):
+    """A Markdown image of a chart the report stage wrote, by a path relative to the report; nothing when absent."""
+    return [f"![{caption}]({figures[stem]})", ""] if stem in figures else []
+
+
+def markdown(run, figures=None):
     """The report's text. `run` holds what the report stage read (see news_probes.stages.report.load_run); its
-    `tuned` key is the baseline's row key, None when no baseline was measured."""
+    `tuned` key is the baseline's row key, None when no baseline was measured. `figures` maps the stem of each
+    PNG the stage wrote (plots.write_pngs) to its path relative to the report."""
+    figures = figures or {}
     recommendation = recommendations(run["results"], run["order"], run["best"], run["dimensions"], run["params"],
                                      run["embed_meta"])
-    lines = [*header(run), *summary_section(run), *baseline_section(run), *stack_section(run), *best_section(run),
+    header_lines = header(run)
+    lines = [*header_lines[:2], *answer(run), "## What was compared", "", *header_lines[2:],
+             *summary_section(run), *figure(figures, "gap", "MAE gap of each candidate to the fine-tuned baseline"),
+             *baseline_section(run), *figure(figures, "finetune_training", "the adapter's training curves"),
+             *stack_section(run), *best_section(run),
+             *figure(figures, "predicted_vs_actual", "the best candidate's predictions against the labels"),
+             *figure(figures, "abs_error", "distribution of the absolute error per article"),
              "## Recommendations", "", *recommendation, "", *filter_section(run), *per_dimension_section(run),
-             *routing_section(run), *efficiency_section(run)]
+             *figure(figures, "per_dimension_mae", "per-dimension MAE"),
+             *routing_section(run), *figure(figures, "routing", "hybrid routing trade-off"),
+             *efficiency_section(run), *figure(figures, "mlp_training", "the MLP probes' training curves")]
     return "\n".join(lines)

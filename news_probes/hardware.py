@@ -131,7 +131,7 @@ CPU_FLOAT32_BACKENDS = (("openvino", "openvino"), ("onnx", "onnxruntime"))
 def choose_backend(backend, device, dtype="auto"):
     """(backend, dtype): where a sentence-transformers encoder runs (news_probes.backends) and the precision it
     computes in, from its `backend` and `dtype` settings. `auto` is the fastest setting that passed
-    bench/performance.py's fidelity test on the sample and on ELLIPSE (the README's Hardware section has the
+    bench/performance.py's fidelity test on the sample and on ELLIPSE (docs/hardware.md has the
     tables): on a CPU, with dtype auto or float32, an exported float32 graph (CPU_FLOAT32_BACKENDS, the first whose
     library is installed; their embeddings equal torch's to float rounding); bf16 where it is native was faster
     but moved the LightGBM probe beyond its seed spread on the sample, so on a CPU an encoder's `dtype: auto` is

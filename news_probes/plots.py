@@ -53,13 +53,20 @@ def write_plots(plots_dir, run, probes_dir):
 
 
 def write_pngs(plots_dir, run, probes_dir, live_dir):
-    """Static images of the same charts, and the finetune stage's curves from its DVCLive directory."""
+    """Static images of the same charts, and the finetune stage's curves from its DVCLive directory; returns
+    {stem: path} of the images written."""
     results, order, best, rows, dimensions, truth, preds, errors = unpack(run)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     png_dir = Path(plots_dir) / "png"
     png_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+
+    def save(fig, stem):
+        fig.savefig(png_dir / f"{stem}.png", dpi=90)
+        written[stem] = png_dir / f"{stem}.png"
+
     labels = [name(c) for c in order]
     bars = rows
 
@@ -73,7 +80,7 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
     ax.legend(fontsize=7)
     ax.set_title("Per-dimension MAE")
     fig.tight_layout()
-    fig.savefig(png_dir / "per_dimension_mae.png", dpi=90)
+    save(fig, "per_dimension_mae")
 
     if run["tuned"]:                       # a gap needs a measured baseline
         fig, ax = plt.subplots(figsize=(7, 0.8 + 0.4 * len(order)))
@@ -82,7 +89,7 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         ax.set_xlabel("MAE gap to the baseline")
         ax.set_title("Gap vs baseline")
         fig.tight_layout()
-        fig.savefig(png_dir / "gap.png", dpi=90)
+        save(fig, "gap")
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(truth.ravel(), preds[best].ravel(), s=6, alpha=0.4)
@@ -92,14 +99,14 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
     ax.set_ylabel("predicted")
     ax.set_title(f"Predicted vs actual: {name(best)}")
     fig.tight_layout()
-    fig.savefig(png_dir / "predicted_vs_actual.png", dpi=90)
+    save(fig, "predicted_vs_actual")
 
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.5 * len(bars)))
     ax.boxplot([errors[c] for c in bars], orientation="horizontal", tick_labels=[name(c) for c in bars])
     ax.set_xlabel("absolute error per article (mean over dimensions)")
     ax.set_title("Error distribution")
     fig.tight_layout()
-    fig.savefig(png_dir / "abs_error.png", dpi=90)
+    save(fig, "abs_error")
 
     curves = [(c, read_history(probe_dir(probes_dir, *c))) for c in order]
     curves = [(c, history) for c, history in curves if history]
@@ -114,11 +121,12 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         ax.legend(fontsize=7)
         ax.set_title("MLP training curves")
         fig.tight_layout()
-        fig.savefig(png_dir / "mlp_training.png", dpi=90)
+        save(fig, "mlp_training")
 
     routing = (run.get("routing") or {}).get("routing")
     if routing:
         write_routing_png(png_dir / "routing.png", run["routing_curve"], routing, plt)
+        written["routing"] = png_dir / "routing.png"
 
     if run["tuned"]:
         # Two panels: the loss is in standardised units, the validation MAE in score points.
@@ -133,8 +141,9 @@ def write_pngs(plots_dir, run, probes_dir, live_dir):
         right.set_title("validation MAE", fontsize=9)
         fig.suptitle(f"Fine-tuning curves: {run['tuned'][1]}")
         fig.tight_layout()
-        fig.savefig(png_dir / "finetune_training.png", dpi=90)
+        save(fig, "finetune_training")
     plt.close("all")
+    return written
 
 
 def write_routing_png(path, curves, chosen, plt):

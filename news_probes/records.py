@@ -1,4 +1,4 @@
-"""Raw articles: the two record shapes accepted (see README "Data"), validated with errors that name the file,
+"""Raw articles: the two record shapes accepted (see docs/pipeline.md, "Data"), validated with errors that name the file,
 line and field, and the stratified train/val/test split.
 
   study:   {"id", "title", "content", "labels": [floats], "dimension_names": [names], ...}

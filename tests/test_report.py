@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -167,7 +168,9 @@ def test_report_is_the_same_bytes_from_the_same_inputs(small_run, tiny_pipeline)
     root, _ = small_run
     inputs, params = tiny_pipeline
     run_report(inputs, root, {**params, "report": {"bootstrap_resamples": 200}}, out="again.md", plots="again")
-    assert (root / "again.md").read_bytes() == (root / "comparison.md").read_bytes()
+    # the same bytes but for the charts' folder, which the report's image links name
+    again = (root / "again.md").read_text().replace("](again/png/", "](plots/png/")
+    assert again.encode() == (root / "comparison.md").read_bytes() and "](plots/png/" in again
     for first in (root / "plots").rglob("*.*"):
         assert (root / "again" / first.relative_to(root / "plots")).read_bytes() == first.read_bytes(), first.name
 
@@ -215,7 +218,27 @@ def test_report_routing_section_equals_the_route_stage_metrics(small_run):
     s = routing["scorer"]
     assert (f"the hybrid scored the {n_test} test articles in {s['hybrid_ms_per_article']:.1f} ms per article "
             f"({s['routed']} routed), the adapter alone in {s['adapter_ms_per_article']:.1f} ms") in text
-    assert "![Routing trade-off](../plots/png/routing.png)" in text
+    assert "![hybrid routing trade-off](plots/png/routing.png)" in text
+
+
+def test_the_report_embeds_every_chart_it_wrote_and_opens_with_the_answer(small_run, tiny_pipeline):
+    root, n_test = small_run
+    text = (root / "comparison.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    # each chart once, by a path relative to the report (the test writes it beside plots/)
+    assert sorted(images) == sorted(f"plots/png/{p.name}" for p in (root / "plots" / "png").glob("*.png"))
+    assert all((root / image).is_file() for image in images)
+    summary = json.loads((root / "summary.json").read_text())
+    best, baseline = summary["best"], summary["baseline"]
+    answer = text.split("## The answer\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(answer) == 5 and text.index("## The answer") < text.index("- Dataset:")
+    assert answer[0].startswith(f"1. **What won:** {best['model']} / {best['probe']}, chosen on validation "
+                                f"(MAE {best['val_mae']:.3f}), test MAE {best['mae']:.3f} on {n_test} test articles")
+    assert f"{best['gap']:+.3f} MAE against the fine-tuned adapter's {baseline['mae']:.3f}" in answer[1]
+    tuning = json.loads((tiny_pipeline[0] / "live" / "metrics.json").read_text())
+    assert answer[4].startswith("5. **At what cost:** scoring ") and "ms an article (batched, encoding included)" in answer[4]
+    assert (f"the adapter {tuning['latency_ms']['batched']:.1f} ms an article and {tuning['fit_seconds']:.0f} s of "
+            f"fine-tuning") in answer[4]
 
 
 def test_a_constant_dimension_is_named_not_silently_dropped_from_the_spearman_mean():

@@ -253,7 +253,7 @@ def test_unreachable_endpoints_fail_within_seconds(project):
     assert result.returncode != 0 and time.time() - start < 30
     assert "Could not connect to the endpoint URL" in result.stderr
 
-    # A server that accepts connections and never answers: bounded by the remote's timeouts (README).
+    # A server that accepts connections and never answers: bounded by the remote's timeouts (docs/storage.md).
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)

@@ -3,6 +3,7 @@ wrote in this run: evaluate's metrics and its best candidate (metrics/summary.js
 bootstrap intervals and plots), and the embed, probe, finetune and route stages' own measurements. It loads no model and
 times nothing, so the same inputs give the same bytes."""
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,11 @@ def report(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metri
     run = load_run(prepared, probes_dir, stacked_dir, stack_weights, adapters_dir, metrics_dir, baseline_path,
                    summary_path, finetune_metrics, embed_meta_dir, fit_dir, data_metrics, routing, routing_curve,
                    params)
-    text = markdown(run)
     write_plots(plots_dir, run, probes_dir)
-    write_pngs(plots_dir, run, probes_dir, Path(finetune_metrics).parent)
+    pngs = write_pngs(plots_dir, run, probes_dir, Path(finetune_metrics).parent)
+    # relative to the report, with forward slashes: links that render on a git host
+    figures = {stem: Path(os.path.relpath(path, Path(out).parent)).as_posix() for stem, path in pngs.items()}
+    text = markdown(run, figures)
     write_bytes(out, lambda f: f.write(text.encode("utf-8")))
     return run
 
