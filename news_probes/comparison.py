@@ -383,7 +383,7 @@ def answer(run):
     r = results[best]
     ms, fit = scoring_cost(run, best)
     lines = [f"1. **What won:** {name(best)}, chosen on validation (MAE {r['val']['mae']:.3f}), test MAE "
-             f"{r['mae']:.3f} on {baseline['n_test']} test articles."]
+             f"{r['mae']:.3f} on {run['splits']['test']['count']} test articles."]
     if baseline["measured"]:
         low, high = ci[best]["gap"]
         sure = ("the interval includes 0: on this split the two are not distinguishable" if low <= 0 <= high else

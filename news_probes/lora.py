@@ -226,8 +226,8 @@ class LoRARegressor:
                     step += 1
                     step_losses.append(float(np.mean(losses[-self.grad_accumulation:])))
                     if on_step:
-                        on_step({"step": step, "epoch": epoch, "loss": step_losses[-1], "lr": lr,
-                                 "seconds": time.perf_counter() - start})
+                        on_step({"step": step, "of": total_steps, "epoch": epoch, "loss": step_losses[-1],
+                                 "lr": lr, "seconds": time.perf_counter() - start})
                     if self.eval_steps and step % self.eval_steps == 0 and i + 1 < len(batches):
                         validate(epoch)
             record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": validate(epoch),

@@ -142,6 +142,8 @@ def test_stage_writes_the_adapter_predictions_and_dvclive_curves(tiny_pipeline):
     loss = (root / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     val = (root / "live" / "plots" / "metrics" / "val" / "mae.tsv").read_text().splitlines()
     assert loss[0].split("\t") == ["step", "loss"] and len(loss) - 1 == summary["steps"]
+    # each loss at the optimiser step it belongs to, numbered as the validations are (1 = after the first step)
+    assert [int(line.split("\t")[0]) for line in loss[1:]] == list(range(1, summary["steps"] + 1))
     # eval_steps 3: a validation every 3 steps and at each epoch's end, each logged at its step.
     val_rows = [line.split("\t") for line in val[1:]]
     val_steps, val_maes = [int(s) for s, _ in val_rows], [float(m) for _, m in val_rows]

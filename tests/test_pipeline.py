@@ -183,6 +183,7 @@ def test_no_baseline_runs_end_to_end_and_says_so(repo):
     assert summary["hardware"]["finetune"] is None
     report = (work / "reports/comparison.md").read_text()
     assert "Baseline: **none measured**" in report and "no baseline was measured" in report
+    assert "2. **By how much:** no baseline was measured (`finetune.profile: none`): no gap to fine-tuning." in report
     assert not (work / "plots/png/gap.png").exists() and not (work / "plots/png/finetune_training.png").exists()
     assert "Skipped: finetune.profile is none: no adapter to route to." in report
     assert read(work, "metrics/routing.json")["routing"] is None and not (work / "plots/png/routing.png").exists()

@@ -7,6 +7,7 @@ import argparse
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from news_probes.artifacts import NO_PROFILE, PREDICTED_SPLITS, save_predictions, write_no_baseline, write_scoring
 from news_probes.data import SPLITS, load_schema, load_split, model_input
@@ -49,20 +50,29 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
     # metrics.json or half a curve.
     with staged_directory(live_dir) as live_staging, \
             Live(str(live_staging), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
+        # one bar over the optimiser steps (tqdm, on stderr: elapsed, rate, ETA), with the loss and learning rate
+        bar = tqdm(desc=f"finetune {name}", unit="step", dynamic_ncols=True)
+
         def on_step(record):
+            # each value at the optimiser step it belongs to (1 = after the first step), as validations are
+            live.step = record["step"]
             live.log_metric("train/loss", record["loss"])
             live.log_metric("train/lr", record["lr"])
-            live.next_step()
+            bar.total = record["of"]
+            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
+            bar.update()
 
         def on_validation(record):
+            live.step = record["step"]
             live.log_metric("val/mae", record["val_mae"])
 
         def on_epoch(record):
-            print(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
-                  f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)", flush=True)
+            bar.write(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
+                      f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)")
 
-        regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
-                      on_validation=on_validation, on_epoch=on_epoch)
+        with bar:
+            regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
+                          on_validation=on_validation, on_epoch=on_epoch)
         start = time.perf_counter()
         predictions = {split: regressor.predict(texts[split]) for split in PREDICTED_SPLITS}
         predict_seconds = time.perf_counter() - start
