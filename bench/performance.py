@@ -242,7 +242,7 @@ def adapter(params, steps=3):
     test, truth = [model_input(r) for r in rows], np.array([r["labels"] for r in rows])
     unmerged = regressor.predict(test, merged=False)     # first: in bf16, unmerging does not restore the base
     merged = regressor.predict(test, merged=True)        # exactly (the product is rounded in and out)
-    default = "merged" if regressor.dtype_ == "float32" else "unmerged"       # LoRARegressor.predict's rule
+    default = "merged" if regressor.merges_for_scoring else "unmerged"
     print(f"\nScoring the committed adapter ({regressor.dtype_}; single: 16 test articles one at a time; batched: "
           f"all {len(test)}, in batches of {regressor.batch_size}, the faster of 2 runs; largest score difference "
           f"merged vs unmerged {np.abs(merged - unmerged).max():.2e})\n")

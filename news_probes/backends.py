@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from news_probes.io import staged_directory
+from news_probes.log import logger
 from news_probes.sources import conversion_cache
 
 OPSET = 17
@@ -124,7 +125,7 @@ def exported_model(model, input_names, backend):
     key = weights_digest(model, settings)
     folder = conversion_cache() / "onnx" / f"{key}-fp32"
     if not (folder / "model.onnx").is_file():
-        print(f"exporting the encoder to ONNX in {folder} (once)")
+        logger.info(f"exporting the encoder to ONNX in {folder} (once)")
         with staged_directory(folder) as staging:
             export_onnx(model, input_names, staging / "traced.onnx")
             optimize(staging / "traced.onnx", staging / "model.onnx", model[0].auto_model.config)
@@ -133,7 +134,7 @@ def exported_model(model, input_names, backend):
         return folder / "model.onnx"
     quantized = conversion_cache() / "onnx" / f"{key}-int8"
     if not (quantized / "model.onnx").is_file():
-        print(f"quantizing the ONNX encoder to int8 in {quantized} (once)")
+        logger.info(f"quantizing the ONNX encoder to int8 in {quantized} (once)")
         with staged_directory(quantized) as staging:
             quantize_int8(folder / "model.onnx", staging / "model.onnx")
     return quantized / "model.onnx"
@@ -149,7 +150,7 @@ def openvino_model(model, input_names):
                 "openvino": openvino.__version__}
     folder = conversion_cache() / "openvino" / f"{weights_digest(model, settings)}-fp32"
     if not (folder / "model.xml").is_file():
-        print(f"converting the encoder to OpenVINO in {folder} (once)")
+        logger.info(f"converting the encoder to OpenVINO in {folder} (once)")
         with staged_directory(folder) as staging:
             export_onnx(model, input_names, staging / "traced.onnx")
             with quiet():
@@ -157,6 +158,12 @@ def openvino_model(model, input_names):
             openvino.save_model(converted, staging / "model.xml", compress_to_fp16=False)
             (staging / "traced.onnx").unlink()
     return folder / "model.xml"
+
+
+def int64_feed(features, names):
+    """The exported graph's inputs from the tokenizer's features (which may hold more, or other integer types):
+    the inputs it names, as contiguous int64 arrays, the type the trace fixed."""
+    return {name: np.ascontiguousarray(features[name], dtype=np.int64) for name in names}
 
 
 class OpenVinoEncoder:
@@ -177,8 +184,8 @@ class OpenVinoEncoder:
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
 
     def __call__(self, features):
-        feed = {name: np.ascontiguousarray(features[name], dtype=np.int64) for name in self.input_names}
-        return np.array(self.request.infer(feed)[self.compiled.output(0)], dtype=np.float32)
+        return np.array(self.request.infer(int64_feed(features, self.input_names))[self.compiled.output(0)],
+                        dtype=np.float32)
 
 
 class OnnxEncoder:
@@ -195,5 +202,4 @@ class OnnxEncoder:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, features):
-        feed = {name: np.ascontiguousarray(features[name], dtype=np.int64) for name in self.input_names}
-        return self.session.run(None, feed)[0].astype(np.float32)
+        return self.session.run(None, int64_feed(features, self.input_names))[0].astype(np.float32)

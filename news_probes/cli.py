@@ -6,7 +6,8 @@
 
 `score` reads articles in either shape prepare accepts (labels are not needed) and writes one line per article,
 {"id", "scores": {dimension: score}} (the hybrid adds "scored_by": probe or adapter); `-` (the default) is stdin /
-stdout. Messages go to stderr.
+stdout. Messages and the progress bar go to stderr; `--log-level WARNING` (or NEWS_PROBES_LOG_LEVEL=WARNING) keeps
+warnings and errors only.
 
     news-probes verify            # re-hash the cache objects dvc.lock points to; remove what is corrupted
 """
@@ -18,6 +19,7 @@ import time
 from news_probes import verify as verification
 from news_probes.hardware import MIXED_DTYPES
 from news_probes.io import run_main
+from news_probes.log import LEVEL_VARIABLE, LEVELS, logger
 
 
 def positive(text):
@@ -42,27 +44,31 @@ def score(args):
     loaded = time.perf_counter()
     n = score_file(scorer, args.input, args.output, args.batch_size, show_progress=args.output != "-")
     seconds = time.perf_counter() - loaded
-    print(f"scored {n} articles with {scorer.describe()} in {seconds:.1f} s ({1000 * seconds / n:.1f} ms per "
-          f"article; loading took {loaded - start:.1f} s) -> {'stdout' if args.output == '-' else args.output}",
-          file=sys.stderr)
+    logger.info(f"scored {n} articles with {scorer.describe()} in {seconds:.1f} s ({1000 * seconds / n:.1f} ms "
+                f"per article; loading took {loaded - start:.1f} s) -> "
+                f"{'stdout' if args.output == '-' else args.output}")
 
 
 def verify(args):
     """Exit 0 when every cached output hashes right, 1 when something was corrupted (and repaired)."""
     report = verification.verify(args.repo, dry_run=args.dry_run)
     for line in report.lines():
-        print(line, file=sys.stderr)
-    print(f"verified {report.checked} files ({report.missing} objects not in the local cache): "
-          f"{len(report.findings)} corrupted", file=sys.stderr)
+        logger.warning(line)
+    (logger.warning if report.findings else logger.info)(
+        f"verified {report.checked} files ({report.missing} objects not in the local cache): "
+        f"{len(report.findings)} corrupted")
     if report.findings:
-        print("run `news-probes verify` without --dry-run, then `dvc repro`" if args.dry_run else
-              "run `dvc repro` (or `dvc pull`) to rebuild what was removed", file=sys.stderr)
+        logger.warning("run `news-probes verify` without --dry-run, then `dvc repro`" if args.dry_run else
+                       "run `dvc repro` (or `dvc pull`) to rebuild what was removed")
         sys.exit(1)
 
 
 def parser():
     root = argparse.ArgumentParser(prog="news-probes", description="Frozen-embedding probes and the LoRA baseline: "
                                    "score articles with what the pipeline trained.")
+    root.add_argument("--log-level", type=str.upper, choices=LEVELS, default=None,
+                      help=f"messages and progress bars shown on stderr (default: ${LEVEL_VARIABLE}, else INFO; "
+                           f"WARNING keeps warnings and errors only)")
     commands = root.add_subparsers(dest="command", required=True)
     scoring = commands.add_parser("score", help="score articles (JSONL in, JSONL out)",
                                   description=textwrap.dedent(__doc__.split("\n\n", 1)[1]),
@@ -88,7 +94,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    run_main(lambda: args.run(args))
+    run_main(lambda: args.run(args), args.log_level)
 
 
 if __name__ == "__main__":

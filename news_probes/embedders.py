@@ -36,6 +36,7 @@ from news_probes.artifacts import fitted_path
 from news_probes.backends import OnnxEncoder, OpenVinoEncoder, exported_model, openvino_model
 from news_probes.hardware import BACKENDS, DTYPES, choose_backend, choose_device, choose_dtype, signature
 from news_probes.io import InputError, read_json, write_json
+from news_probes.log import progress
 from news_probes.params import field_check, integer, registry_entry
 from news_probes.sources import resolve_source
 from news_probes.tokens import EMBED_TRUNCATION, special_tokens, windows
@@ -111,16 +112,15 @@ class WindowEmbedder:
                 per_text.append(windows(row, self.window_, self.truncation, self.stride))
         return per_text, lengths
 
-    def encode(self, texts, show_progress=True):
+    def encode(self, texts, show_progress=False):
         import torch
-        from tqdm import tqdm
         per_text, lengths = self.text_windows(list(texts))
         flat = [(i, w) for i, ws in enumerate(per_text) for w in ws]
         order = sorted(range(len(flat)), key=lambda k: -len(flat[k][1]))    # similar lengths pad least
         vectors = np.zeros((len(flat), self.dimension), np.float32)
         batches = range(0, len(order), self.batch_size)
         with torch.inference_mode():
-            for start in tqdm(batches, desc="Batches", disable=not show_progress):
+            for start in progress(batches, enabled=show_progress, desc="encode", unit="batch"):
                 picked = order[start:start + self.batch_size]
                 rows = [self.prefix_ids_ + flat[k][1] + self.suffix_ids_ for k in picked]
                 width = max(len(r) for r in rows)

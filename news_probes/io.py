@@ -19,15 +19,17 @@ class InputError(Exception):
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
 
 
-def run_main(main):
-    """Run a stage's or the command's main() with the thread setting applied (news_probes.threads); turn
-    InputError into a one-line message and a non-zero exit."""
-    from news_probes import threads
+def run_main(main, log_level=None):
+    """Run a stage's or the command's main() with the log level (news_probes.log: `log_level`, else the
+    environment's) and the thread setting (news_probes.threads) applied; turn InputError into a one-line message
+    and a non-zero exit. That line is printed whatever the log level: it is the command's answer."""
+    from news_probes import log, threads
     try:
         try:
+            log.configure(log_level)
             threads.apply()
         except ValueError as err:
-            raise InputError("environment", str(err)) from None
+            raise InputError("environment" if log_level is None else "argument", str(err)) from None
         main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -120,6 +120,14 @@ class LoRARegressor:
         elif not merged and now:
             self.model_.unmerge_adapter()
 
+    @property
+    def merges_for_scoring(self):
+        """Whether scoring runs the LoRA weights merged into the base: where the base computes float32 only.
+        Merged into bf16 weights, the LoRA product is rounded to their precision, and what lies below half their
+        last bit is lost (bench/README.md has the scores it moved); unmerging them does not restore the base
+        exactly either."""
+        return self.dtype_ == "float32"
+
     def _precision(self):
         """The autocast context of forward passes: bf16 matmuls under mixed precision, a no-op in fp32."""
         import torch
@@ -247,11 +255,8 @@ class LoRARegressor:
 
     def predict(self, texts, merged=None):
         """Scores of `texts`. merged=True runs the LoRA weights merged into the base (one matmul per layer instead
-        of three), False beside it, as in training; by default merged where the base computes float32 only: merged
-        into bf16 weights, the LoRA product is rounded to their precision, and what lies below half their last
-        bit is lost (bench/README.md has the scores it moved); unmerging them does not restore the base exactly
-        either."""
-        self._merged(self.dtype_ == "float32" if merged is None else merged)
+        of three), False beside it, as in training; by default as `merges_for_scoring` says."""
+        self._merged(self.merges_for_scoring if merged is None else merged)
         return np.clip(self._unscale(self._raw(self._token_ids(texts))), *self.score_range)
 
     def save(self, directory):
@@ -281,10 +286,10 @@ class LoRARegressor:
         regressor.best_step_ = info.get("best_step")
         base = regressor._load_base(regressor.n_outputs_)
         regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
-        # as in fit: the frozen base in its dtype, the LoRA weights merged into it only in fp32 (predict)
+        # as in fit: the frozen base in its dtype first, then merged where scoring merges
         if regressor.dtype_ != "float32":
             regressor._frozen_base_in(regressor.dtype_)
-        regressor._merged(regressor.dtype_ == "float32")
+        regressor._merged(regressor.merges_for_scoring)
         return regressor
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from news_probes.io import InputError, read_json, reading, write_bytes, write_json
+from news_probes.log import progress
 from news_probes.params import as_list, base_seed, check_names, integer, listed, real
 
 INFO = "probe.json"       # kind, hyperparameters and fit summary; beside it each kind's arrays or weights
@@ -317,7 +318,8 @@ class SeedEnsemble:
             svd = TruncatedSVD(n_components=k, random_state=self.members[0].seed).fit(X)
             self.components_ = svd.components_.astype(np.float32)
         X, X_val = self._dense(X), self._dense(X_val)
-        for member in self.members:
+        bar = progress(self.members, enabled=len(self.members) > 1, desc=f"fit {self.members[0].kind}", unit="seed")
+        for member in bar:
             member.fit(X, y, X_val, y_val)
         return self
 

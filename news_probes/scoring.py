@@ -11,6 +11,7 @@ import sys
 from news_probes.artifacts import read_scoring
 from news_probes.data import model_input
 from news_probes.io import write_bytes
+from news_probes.log import progress
 from news_probes.records import read_articles
 
 
@@ -147,11 +148,10 @@ def score_file(scorer, input_path, output_path, batch_size=256, show_progress=Tr
     """Score every article of input_path into output_path, batch by batch; returns the number scored. `-` reads
     stdin or writes stdout; a file is written beside its final name and renamed when complete."""
     import numpy as np
-    from tqdm import tqdm
     articles = read_articles(input_path)
 
     def write(f):
-        with tqdm(total=len(articles), desc="Scoring", unit="article", disable=not show_progress) as bar:
+        with progress(total=len(articles), enabled=show_progress, desc="score", unit="article") as bar:
             for start in range(0, len(articles), batch_size):
                 batch = articles[start:start + batch_size]
                 texts = [model_input(a) for a in batch]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from news_probes.io import staged_directory
+from news_probes.log import logger
 
 
 def resolve_source(source):
@@ -65,7 +66,7 @@ def gguf_folder(gguf_path):
         return str(folder)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    print(f"converting {gguf_path.name} to a transformers folder in {folder} (once)")
+    logger.info(f"converting {gguf_path.name} to a transformers folder in {folder} (once)")
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     # The dequantised model is plain fp32, but transformers keeps the GGUF quantizer attached and refuses to save.

@@ -9,6 +9,10 @@ import yaml
 
 from helpers import REPO, WORDS, make_records, tiny_finetune_profile, write_lines
 
+# Quiet by default: no records below WARNING and no progress bars, here and in the commands and stages the tests
+# start (they inherit the environment). `NEWS_PROBES_LOG_LEVEL=INFO pytest -s` shows them.
+os.environ.setdefault("NEWS_PROBES_LOG_LEVEL", "WARNING")
+
 
 @pytest.fixture
 def shared_datasets():

@@ -95,7 +95,8 @@ def test_merged_adapter_scores_equal_the_unmerged_ones_and_save_keeps_the_adapte
     # product is rounded to the weights' precision (what is below half their last bit is lost).
     default = model.predict(val_texts)
     layers = [m for m in model.model_.modules() if isinstance(m, LoraLayer)]
-    assert layers and all(m.merged == (dtype == "float32") for m in layers)
+    assert model.merges_for_scoring == (dtype == "float32")
+    assert layers and all(m.merged == model.merges_for_scoring for m in layers)
     # Length-sorted batches: the order of the texts does not change a text's score.
     np.testing.assert_allclose(model.predict(val_texts[::-1])[::-1], default, atol=1e-3 if dtype == "bfloat16" else 1e-5)
     unmerged = model.predict(val_texts, merged=False)

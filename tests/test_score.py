@@ -58,13 +58,18 @@ def test_help_works_from_any_directory(tmp_path):
 def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
     good = write_lines(tmp_path / "good.jsonl", [{"id": 1, "content": "clinic water"}, {"id": 2, "text": "farm"}])
     folder = trained / "probes" / "tiny" / "lightgbm"
-    done = news_probes("score", folder, "--input", good, "--output", "out.jsonl", cwd=tmp_path)
+    done = news_probes("--log-level", "info", "score", folder, "--input", good, "--output", "out.jsonl",
+                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     device = choose_device()
     backend, dtype = choose_backend("auto", device)              # the tiny model is a sentence-transformers one
     assert f"scored 2 articles with tiny / lightgbm ({dtype} {backend} on {device})" in done.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
-    forced = news_probes("score", folder, "-i", good, "-o", "fp32.jsonl", "--dtype", "float32", cwd=tmp_path)
+    assert "score: 100%" in done.stderr                                         # the bar over the articles
+    quiet = news_probes("score", folder, "-i", good, "-o", "quiet.jsonl", cwd=tmp_path)   # the suite's WARNING
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    forced = news_probes("--log-level", "INFO", "score", folder, "-i", good, "-o", "fp32.jsonl", "--dtype", "float32",
+                         cwd=tmp_path)
     backend = choose_backend("auto", device, "float32")[0]
     assert forced.returncode == 0 and f"(float32 {backend} on {device})" in forced.stderr, forced.stderr
 
@@ -79,7 +84,8 @@ def test_command_scores_a_file_and_refuses_bad_input(trained, tmp_path):
 
 def test_command_reads_stdin_and_writes_stdout(trained, tmp_path):
     articles = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(["clinic water", "farm loan"]))
-    done = news_probes("score", trained / "probes" / "tiny" / "ridge", cwd=tmp_path, stdin=articles)
+    done = news_probes("--log-level", "info", "score", trained / "probes" / "tiny" / "ridge", cwd=tmp_path,
+                       stdin=articles)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]       # stdout holds the JSONL alone
     assert [line["id"] for line in lines] == ["0", "1"] and "-> stdout" in done.stderr
@@ -92,8 +98,8 @@ def test_adapter_command_scores_like_the_finetune_stage_predicted(trained, tmp_p
     test = load_split(trained / "prepared", "test")[:5]
     source = write_lines(tmp_path / "test.jsonl", [{"id": r["id"], "title": r["title"], "text": r["text"]}
                                                     for r in test])
-    done = news_probes("score", trained / "adapters" / "tiny", "--input", source, "--output", "out.jsonl",
-                       "--batch-size", "2", cwd=tmp_path)
+    done = news_probes("--log-level", "info", "score", trained / "adapters" / "tiny", "--input", source,
+                       "--output", "out.jsonl", "--batch-size", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "scored 5 articles with adapter tiny" in done.stderr
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

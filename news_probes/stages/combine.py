@@ -8,6 +8,7 @@ from news_probes.artifacts import copy_fitted, load_embeddings, save_embeddings
 from news_probes.data import SPLITS, load_split
 from news_probes.embedders import concatenate
 from news_probes.io import InputError, read_json, run_main, staged_directory, write_json
+from news_probes.log import logger
 from news_probes.params import combined, load_params
 
 
@@ -53,7 +54,7 @@ def main():
     args = parser.parse_args()
     meta = combine(args.model, args.prepared, args.members, args.member_meta, args.out, args.meta,
                    load_params(args.params), args.params)
-    print(f"combine {args.model}: {meta['dimension']} columns in {meta['combine_seconds']:.1f} s")
+    logger.info(f"combine {args.model}: {meta['dimension']} columns in {meta['combine_seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from news_probes.artifacts import save_embeddings
 from news_probes.data import SPLITS, load_split, model_input
 from news_probes.embedders import embedder_config, fitted_path, load_embedder
 from news_probes.io import run_main, staged_directory, write_json
+from news_probes.log import logger
 from news_probes.params import load_params
 from news_probes.timing import latency_ms
 
@@ -36,7 +37,7 @@ def embed(model, prepared_dir, out_dir, meta_path, params, params_path="params.y
     fit_seconds = time.perf_counter() - start
     # One encode call over every split: batches of similar length form across the whole set, as in a
     # plain SentenceTransformer.encode; the matrix is cut back into splits afterwards.
-    matrix = embedder.encode(all_texts)
+    matrix = embedder.encode(all_texts, show_progress=True)
     seconds = time.perf_counter() - start
     stats = embedder.stats_
     bounds = np.cumsum([0] + [len(texts[split]) for split in SPLITS])
@@ -74,7 +75,11 @@ def main():
     parser.add_argument("--meta", required=True, help="JSON file for dimension, truncation and speed")
     args = parser.parse_args()
     _, meta = embed(args.model, args.prepared, args.out, args.meta, load_params(args.params), args.params)
-    print(f"embed {args.model}: {meta}")
+    engine = " ".join(str(part) for part in (meta["dtype"], meta["backend"], "on", meta["device"]) if part)
+    logger.info(f"embed {args.model}: {meta['texts']} texts in {meta['seconds']} s ({meta['texts_per_second']} "
+                f"texts/s; {engine}), {meta['dimension']} dimensions, {meta['truncated_share']:.1%} truncated "
+                f"(details: {args.meta})")
+    logger.debug(f"embed {args.model}: {meta}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from news_probes.artifacts import (NO_PROFILE, PREDICTED_SPLITS, adapter_dir, ca
                                    load_predictions, model_file, read_scoring)
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, read_json, run_main, write_json
+from news_probes.log import logger
 from news_probes.metrics import candidate_metrics, filter_config, seed_sd
 from news_probes.params import as_list, load_params, scored_candidates
 
@@ -120,19 +121,19 @@ def main():
                        load_params(args.params), args.embed_meta, args.finetune_metrics, args.params)
     b = summary["baseline"]
     if b["measured"]:
-        print(f"{'baseline: ' + b['profile']:43s} MAE {b['mae']:.4f}  RMSE {b['rmse']:.4f}  "
-              f"Spearman {b['spearman']:.4f}  (reference {b['reference_mae']:.2f})")
+        logger.info(f"{'baseline: ' + b['profile']:43s} MAE {b['mae']:.4f}  RMSE {b['rmse']:.4f}  "
+                    f"Spearman {b['spearman']:.4f}  (reference {b['reference_mae']:.2f})")
     else:
-        print(f"no baseline measured (finetune.profile: none); the study's reference {b['reference_mae']:.2f} "
-              f"is not a measurement on this split")
+        logger.info(f"no baseline measured (finetune.profile: none); the study's reference {b['reference_mae']:.2f} "
+                    f"is not a measurement on this split")
     for model, probes in summary["candidates"].items():
         for probe, m in probes.items():
             gap = "" if m["gap"] is None else f"  gap {m['gap']:+.4f}"
             spread = "" if m["seed_sd"] is None else f"  seed sd {m['seed_sd']:.4f}"
-            print(f"{model:32s} {probe:10s} val MAE {m['val_mae']:.4f}  MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  "
-                  f"Spearman {m['spearman']:.4f}{spread}  recall {m['recall']:.3f}{gap}")
+            logger.info(f"{model:32s} {probe:10s} val MAE {m['val_mae']:.4f}  MAE {m['mae']:.4f}  "
+                        f"RMSE {m['rmse']:.4f}  Spearman {m['spearman']:.4f}{spread}  recall {m['recall']:.3f}{gap}")
     best = summary["best"]
-    print(f"best on validation: {best['model']} / {best['probe']} (test MAE {best['mae']:.4f})")
+    logger.info(f"best on validation: {best['model']} / {best['probe']} (test MAE {best['mae']:.4f})")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ import argparse
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from news_probes.artifacts import NO_PROFILE, PREDICTED_SPLITS, save_predictions, write_no_baseline, write_scoring
 from news_probes.data import SPLITS, load_schema, load_split, model_input
 from news_probes.io import InputError, run_main, staged_directory, write_json
+from news_probes.log import logger, progress
 from news_probes.lora import LoRARegressor, finetune_profile
 from news_probes.params import base_seed, load_params
 from news_probes.timing import latency_ms, peak_memory_mb
@@ -50,8 +50,8 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
     # metrics.json or half a curve.
     with staged_directory(live_dir) as live_staging, \
             Live(str(live_staging), save_dvc_exp=False, dvcyaml=None) as live, staged_directory(out_dir) as staging:
-        # one bar over the optimiser steps (tqdm, on stderr: elapsed, rate, ETA), with the loss and learning rate
-        bar = tqdm(desc=f"finetune {name}", unit="step", dynamic_ncols=True)
+        # one bar over the optimiser steps (elapsed, rate, ETA), with the loss and learning rate
+        bar = progress(desc=f"finetune {name}", unit="step")
 
         def on_step(record):
             # each value at the optimiser step it belongs to (1 = after the first step), as validations are
@@ -65,10 +65,11 @@ def finetune(prepared_dir, out_dir, live_dir, params, params_path="params.yaml")
         def on_validation(record):
             live.step = record["step"]
             live.log_metric("val/mae", record["val_mae"])
+            logger.debug(f"finetune {name}: step {record['step']} val MAE {record['val_mae']:.4f}")
 
         def on_epoch(record):
-            bar.write(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
-                      f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)")
+            logger.info(f"finetune {name}: epoch {record['epoch']} train loss {record['train_loss']:.4f} "
+                        f"val MAE {record['val_mae']:.4f} ({record['seconds']:.0f} s)")
 
         with bar:
             regressor.fit(texts["train"], y["train"], texts["val"], y["val"], on_step=on_step,
@@ -106,11 +107,11 @@ def main():
     args = parser.parse_args()
     summary = finetune(args.prepared, args.out, args.live, load_params(args.params), args.params)
     if not summary["trained"]:
-        print("finetune: finetune.profile is none, no adapter trained")
+        logger.info("finetune: finetune.profile is none, no adapter trained")
         return
-    print(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch {summary['best_epoch']}, "
-          f"step {summary['best_step']}; validated {summary['validations']}x), "
-          f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
+    logger.info(f"finetune {summary['profile']}: best val MAE {summary['best_val_mae']:.4f} (epoch "
+                f"{summary['best_epoch']}, step {summary['best_step']}; validated {summary['validations']}x), "
+                f"{summary['steps']} steps in {summary['fit_seconds']} s on {summary['device']} ({summary['dtype']})")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import argparse
 
 from news_probes.data import write_prepared
 from news_probes.io import InputError, run_main, staged_directory, write_json
+from news_probes.log import logger
 from news_probes.params import base_seed, field_check, integer, load_params, real
 from news_probes.records import infer_range, load_records, split_records, split_stats
 
@@ -40,7 +41,7 @@ def main():
     args = parser.parse_args()
     splits, dimensions, score_range = prepare(args.raw, args.out, args.metrics, load_params(args.params), args.params)
     sizes = ", ".join(f"{s} {len(r)}" for s, r in splits.items())
-    print(f"prepare: {len(dimensions)} dimensions, range {score_range}, {sizes}")
+    logger.info(f"prepare: {len(dimensions)} dimensions, range {score_range}, {sizes}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from news_probes.artifacts import (PREDICTED_SPLITS, copy_fitted, load_embedding
                                    write_history, write_scoring)
 from news_probes.data import SPLITS, load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
+from news_probes.log import logger
 from news_probes.params import grid_models, load_params, scoring_entry
 from news_probes.probes import built_probes, timed_fit
 from news_probes.timing import latency_ms
@@ -42,7 +43,7 @@ def fit_probes(model, prepared_dir, embeddings_dir, out_dir, fit_metrics_path, p
                           embedder=embedder)
             fit_report[name] = {"fit_seconds": round(seconds, 3), **probe.fit_info(),
                                 "latency_ms": latency_ms(probe.predict, X["test"], repeats=50)}
-            print(f"probe {name}: seeds {probe.seeds} fitted in {seconds:.1f} s (details: {fit_metrics_path})")
+            logger.info(f"probe {name}: seeds {probe.seeds} fitted in {seconds:.1f} s (details: {fit_metrics_path})")
     write_json(fit_metrics_path, fit_report)
     return fit_report
 

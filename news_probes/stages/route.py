@@ -19,6 +19,7 @@ from news_probes.artifacts import (CURVE_COLUMNS, NO_PROFILE, NOT_ROUTED, PREDIC
                                    save_predictions, save_table, write_scoring)
 from news_probes.data import load_schema, load_split, model_input
 from news_probes.io import InputError, read_json, run_main, staged_directory, write_json
+from news_probes.log import logger, progress
 from news_probes.metrics import filter_config
 from news_probes.params import STACKED, load_params, scored_candidates
 from news_probes.routing import (choose, curve, hybrid, measure, route_config, routed, thresholds_for,
@@ -62,7 +63,7 @@ def measure_paths(scorer, texts, repeats=TIMING_REPEATS):
     scorer.screen.predict(texts[:2])
     scorer.adapter.predict(texts[:2])
     hybrid_runs, screen_runs, adapter_runs = [], [], []
-    for _ in range(repeats):
+    for _ in progress(range(repeats), desc="route: time the scorer", unit="run"):
         start = time.perf_counter()
         scores, mask = scorer.predict_routed(list(texts))     # a new list: nothing served from the last run
         hybrid_runs.append(time.perf_counter() - start)
@@ -142,7 +143,8 @@ def compare_screens(params, dirs, ids, truth, adapter, config, filter_cfg):
     adapter_ms = read_json(dirs["finetune_metrics"])["latency_ms"]["batched"]
     combined = params.get("combined") or {}
     rows = []
-    for candidate in scored_candidates(params):
+    for candidate in progress(scored_candidates(params), desc="route: every candidate as the screen",
+                              unit="screen"):
         folder = candidate_dir(dirs["probes"], dirs["stacked"], candidate)
         try:
             _, _, curves, chosen = sweep(candidate, folder, ids, truth, adapter, config, filter_cfg)
@@ -246,15 +248,15 @@ def main():
     result = route(args.prepared, dirs, args.out, args.metrics, args.curve, load_params(args.params), args.params)
     r = result["routing"]
     if r is None:
-        print(f"route: {result['skipped']}")
+        logger.info(f"route: {result['skipped']}")
         return
     s = result["scorer"]
-    print(f"route: screen {r['screen']}, {r['by']} >= {r['threshold']} (chosen on validation; targets "
-          f"{'met' if r['target_met'] else 'not met: every article routed'}): test routed {r['share_routed']:.1%}, "
-          f"MAE {r['mae']:.4f} (probe {r['probe_mae']:.4f}, adapter {r['adapter_mae']:.4f}), high-tier recall "
-          f"{r['recall_high']:.3f}, {r['cost_per_article_ms']:.1f} ms per article ({r['speedup_vs_adapter']:.2f}x "
-          f"the adapter); scorer measured {s['hybrid_ms_per_article']:.1f} vs {s['adapter_ms_per_article']:.1f} ms "
-          f"per article ({s['speedup']:.2f}x)")
+    logger.info(f"route: screen {r['screen']}, {r['by']} >= {r['threshold']} (chosen on validation; targets "
+                f"{'met' if r['target_met'] else 'not met: every article routed'}): test routed {r['share_routed']:.1%}, "
+                f"MAE {r['mae']:.4f} (probe {r['probe_mae']:.4f}, adapter {r['adapter_mae']:.4f}), high-tier recall "
+                f"{r['recall_high']:.3f}, {r['cost_per_article_ms']:.1f} ms per article ({r['speedup_vs_adapter']:.2f}x "
+                f"the adapter); scorer measured {s['hybrid_ms_per_article']:.1f} vs {s['adapter_ms_per_article']:.1f} ms "
+                f"per article ({s['speedup']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 from news_probes.artifacts import PREDICTED_SPLITS, load_predictions, probe_dir, save_predictions, write_scoring
 from news_probes.data import load_schema, load_split
 from news_probes.io import InputError, run_main, staged_directory, write_json
+from news_probes.log import logger
 from news_probes.params import STACKED, base_seed, candidates, field_check, integer, load_params, scored_candidates
 from news_probes.stacking import Stack, cross_fitted
 
@@ -63,7 +64,7 @@ def main():
     parser.add_argument("--weights", required=True, help="JSON metrics file for the fitted weights")
     args = parser.parse_args()
     result = stack(args.prepared, args.probes, args.out, args.weights, load_params(args.params), args.params)
-    print(f"stack ({result['weighting']}): {result['weights']}")
+    logger.info(f"stack ({result['weighting']}): {result['weights']}")
 
 
 if __name__ == "__main__":
