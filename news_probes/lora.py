@@ -15,8 +15,11 @@ before saving); in bf16 they stay beside it, as in training (see predict).
 import contextlib
 import copy
 import inspect
+import logging
 import math
+import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,35 @@ def lr_factor(step, warmup_steps, total_steps):
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+class NewHeadOnly(logging.Filter):
+    """Drops transformers' load report when all it reports is the regression head missing from the base model's
+    checkpoint: that head is always new here (fit trains it, the adapter folder restores it), and the report's
+    "consider training" would mislead. A report of any other key passes."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        keys = re.findall(r"^(\S+)\s*\|\s*(\w+)\s*\|", message, re.M)
+        reported = [(key, status) for key, status in keys if key != "Key"]
+        return not reported or not all(key.startswith("score.") and status == "MISSING" for key, status in reported)
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Loading the base and wrapping it: without the new head's load report (NewHeadOnly) and the deprecation
+    warning peft's checkpointing check raises in transformers (`is_gradient_checkpointing`), not this code's."""
+    modeling = logging.getLogger("transformers.modeling_utils")
+    head_filter = NewHeadOnly()
+    modeling.addFilter(head_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        modeling.removeFilter(head_filter)
 
 
 class LoRARegressor:
@@ -86,8 +118,9 @@ class LoRARegressor:
         self.tokenizer_ = AutoTokenizer.from_pretrained(path)
         if self.tokenizer_.pad_token_id is None:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=n_outputs, problem_type="regression", dtype=torch.float32)
+        with quiet_loading():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=n_outputs, problem_type="regression", dtype=torch.float32)
         model.config.pad_token_id = self.tokenizer_.pad_token_id
         return model
 
@@ -95,7 +128,8 @@ class LoRARegressor:
         from peft import LoraConfig, get_peft_model
         config = LoraConfig(task_type="SEQ_CLS", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                             target_modules=self.target_modules, modules_to_save=self.modules_to_save)
-        model = get_peft_model(model, config)
+        with quiet_loading():
+            model = get_peft_model(model, config)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
@@ -285,7 +319,8 @@ class LoRARegressor:
         regressor.best_epoch_, regressor.best_val_mae_ = info["best_epoch"], info["best_val_mae"]
         regressor.best_step_ = info.get("best_step")
         base = regressor._load_base(regressor.n_outputs_)
-        regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
+        with quiet_loading():
+            regressor.model_ = PeftModel.from_pretrained(base, directory).to(regressor.device_).eval()
         # as in fit: the frozen base in its dtype first, then merged where scoring merges
         if regressor.dtype_ != "float32":
             regressor._frozen_base_in(regressor.dtype_)

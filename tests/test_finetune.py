@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import make_records
-from news_probes.lora import LoRARegressor, lr_factor
+from news_probes.lora import LoRARegressor, NewHeadOnly, lr_factor
 from news_probes.tokens import truncate_ids
 from news_probes.hardware import choose_device, choose_dtype, signature
 
@@ -182,3 +182,18 @@ def test_bad_profiles_are_refused_before_training(tiny_pipeline, tmp_path, chang
     with pytest.raises(InputError, match=message) as err:
         finetune(root / "prepared", tmp_path / "adapter", tmp_path / "live", params)
     assert err.value.field == field and not (tmp_path / "adapter").exists()
+
+
+def test_the_load_report_is_dropped_only_when_it_reports_the_new_head_alone():
+    import logging
+
+    def record(message):
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1, message, None, None)
+
+    table = "LlamaForSequenceClassification LOAD REPORT from: base\nKey          | Status  | \n-------------+---------+-\n"
+    head_only = table + "score.weight | MISSING | \n\nNotes:\n- MISSING:\tthose params were newly initialized"
+    assert not NewHeadOnly().filter(record(head_only))
+    more = table + "score.weight | MISSING | \nmodel.layers.0.mlp.up_proj.weight | UNEXPECTED | \n"
+    assert NewHeadOnly().filter(record(more))
+    assert NewHeadOnly().filter(record(table + "score.weight | MISMATCH | \n"))
+    assert NewHeadOnly().filter(record("some other warning"))
