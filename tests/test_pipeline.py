@@ -173,7 +173,7 @@ def test_review_and_plots_diff_show_a_committed_params_change(repo):
 
 def test_no_baseline_runs_end_to_end_and_says_so(repo):
     work, env = repo
-    out = sh("dvc exp run -S finetune.profile=none", work, env)
+    out = sh("dvc exp run -S finetune.profile=none", work, {**env, "NEWS_PROBES_LOG_LEVEL": "INFO"})  # as users see it
     assert "finetune.profile is none, no adapter trained" in out
     assert "Running stage 'probe@" not in out and "Running stage 'embed@" not in out
     assert (work / "models/adapters/none/NO_BASELINE").is_file()
