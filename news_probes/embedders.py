@@ -264,6 +264,11 @@ class TfidfEmbedder:
         return self
 
 
+def engine(dtype, backend, device):
+    """How an encoder computes, as messages name it: `float32 openvino on cpu` (tfidf has no backend)."""
+    return " ".join(str(part) for part in (dtype, backend, "on", device) if part)
+
+
 def concatenate(parts):
     """Embedding matrices side by side, as float32: sparse CSR when any part is sparse, dense otherwise."""
     import scipy.sparse

@@ -29,7 +29,7 @@ def run_main(main, log_level=None):
             log.configure(log_level)
             threads.apply()
         except ValueError as err:
-            raise InputError("environment" if log_level is None else "argument", str(err)) from None
+            raise InputError("environment", str(err)) from None      # argparse has checked --log-level
         main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

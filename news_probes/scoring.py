@@ -30,8 +30,9 @@ class Scorer:
                                       shared=shared)
 
     def describe(self):
-        backend = f" {self.embedder.backend}" if self.embedder.backend else ""          # tfidf has none
-        return f"{self.model} / {self.probe_name} ({self.embedder.dtype}{backend} on {self.embedder.device})"
+        from news_probes.embedders import engine
+        e = self.embedder
+        return f"{self.model} / {self.probe_name} ({engine(e.dtype, e.backend, e.device)})"
 
     def encode(self, texts, show_progress=False):
         return self.embedder.encode(texts, show_progress=show_progress)

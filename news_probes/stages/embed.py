@@ -9,7 +9,7 @@ import numpy as np
 
 from news_probes.artifacts import save_embeddings
 from news_probes.data import SPLITS, load_split, model_input
-from news_probes.embedders import embedder_config, fitted_path, load_embedder
+from news_probes.embedders import embedder_config, engine, fitted_path, load_embedder
 from news_probes.io import run_main, staged_directory, write_json
 from news_probes.log import logger
 from news_probes.params import load_params
@@ -75,9 +75,9 @@ def main():
     parser.add_argument("--meta", required=True, help="JSON file for dimension, truncation and speed")
     args = parser.parse_args()
     _, meta = embed(args.model, args.prepared, args.out, args.meta, load_params(args.params), args.params)
-    engine = " ".join(str(part) for part in (meta["dtype"], meta["backend"], "on", meta["device"]) if part)
     logger.info(f"embed {args.model}: {meta['texts']} texts in {meta['seconds']} s ({meta['texts_per_second']} "
-                f"texts/s; {engine}), {meta['dimension']} dimensions, {meta['truncated_share']:.1%} truncated "
+                f"texts/s; {engine(meta['dtype'], meta['backend'], meta['device'])}), {meta['dimension']} dimensions, "
+                f"{meta['truncated_share']:.1%} truncated "
                 f"(details: {args.meta})")
     logger.debug(f"embed {args.model}: {meta}")
 
